@@ -1,0 +1,1 @@
+//! Managers for real client libraries, each behind its own cargo feature.

@@ -1,0 +1,1 @@
+//! The pool core: borrowing, returning, the sentinel. Knows nothing of TCP or any protocol.

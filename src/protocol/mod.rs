@@ -1,0 +1,1 @@
+//! The reference framed protocol: codec, server, client and its Manager.

@@ -1,0 +1,1 @@
+//! Connecting: socket2 options, connect timeout, the tracked stream.
