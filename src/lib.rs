@@ -16,3 +16,7 @@ pub mod tcp;
 pub mod testing;
 
 pub use manager::{Condition, Manager};
+pub use pool::{
+    BuildError, Builder, Cause, Config, Counters, Error, EvictReason, Evictions, IdleOrder, Phase,
+    Pool, Pooled, ProbeRtt, Status,
+};

@@ -1,0 +1,130 @@
+//! What a caller sees when no live connection can be had.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why `get` or `try_get` gave no connection.
+///
+/// The pool retries behind the caller's back (evicting dead members,
+/// reconnecting) for as long as `wait_timeout` allows, so an error means no live
+/// connection could be had in time. It says what the pool was doing when time
+/// ran out and carries the last failure as its `source`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// `wait_timeout` ran out.
+    Timeout {
+        /// What the checkout was doing when the deadline passed.
+        phase: Phase,
+        /// The configured `wait_timeout`.
+        waited: Duration,
+        /// The last failure seen during this checkout, if any.
+        cause: Option<Cause<E>>,
+    },
+    /// The pool was closed before or during the checkout.
+    Closed,
+    /// `try_get` only: every member is in use and the pool is at `max_size`.
+    Exhausted,
+}
+
+/// What a checkout was doing when its `wait_timeout` ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Queued behind other callers for a member to be returned.
+    Waiting,
+    /// Opening a new connection.
+    Connecting,
+    /// Running the in-band heartbeat on a member idle past `validate_after`.
+    Probing,
+}
+
+/// A failure the pool absorbed while trying to hand out a live connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Cause<E> {
+    /// `Manager::connect` returned an error.
+    Connect(E),
+    /// `Manager::connect` did not finish within `connect_timeout`.
+    ConnectTimedOut(Duration),
+    /// The heartbeat of a stale member returned an error; the member was evicted.
+    Probe(E),
+    /// The heartbeat of a stale member did not finish within `heartbeat_timeout`.
+    ProbeTimedOut(Duration),
+}
+
+impl<E> Error<E> {
+    /// True for [`Error::Timeout`], whatever the phase.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// The last absorbed failure, if the error carries one.
+    pub fn cause(&self) -> Option<&Cause<E>> {
+        match self {
+            Error::Timeout { cause, .. } => cause.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Waiting => "waiting for a member to be returned",
+            Phase::Connecting => "connecting a new member",
+            Phase::Probing => "probing an idle member",
+        })
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Cause<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Connect(e) => write!(f, "connect failed: {e}"),
+            Cause::ConnectTimedOut(d) => write!(f, "connect timed out after {d:?}"),
+            Cause::Probe(e) => write!(f, "heartbeat failed: {e}"),
+            Cause::ProbeTimedOut(d) => write!(f, "heartbeat timed out after {d:?}"),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Timeout {
+                phase,
+                waited,
+                cause,
+            } => {
+                write!(
+                    f,
+                    "no live connection within the wait timeout of {waited:?} (timed out while {phase})"
+                )?;
+                if let Some(cause) = cause {
+                    write!(f, "; last failure: {cause}")?;
+                }
+                Ok(())
+            }
+            Error::Closed => f.write_str("the pool is closed"),
+            Error::Exhausted => f.write_str("every member is in use and the pool is at max_size"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for Cause<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Cause::Connect(e) | Cause::Probe(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Timeout { cause: Some(c), .. } => Some(c),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The borrowed-connection guard. Dropping it is the return path: the cheap
+//! check decides between reuse and eviction (invariant 5).
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use super::idle::End;
+use super::member::Member;
+use super::shared::{Held, Shared};
+use super::status::EvictReason;
+use crate::{Condition, Manager};
+
+/// A connection borrowed from a [`Pool`](super::Pool); derefs to the connection.
+///
+/// Dropping it returns the member, unless the caller [marked it
+/// broken](Pooled::mark_broken), the manager's cheap check says it is broken or
+/// dirty (a request was cut off half way, unread bytes wait), the caller is
+/// panicking, or it is past `max_lifetime`: then it is evicted and its place
+/// freed. Its methods are associated functions (`Pooled::detach(conn)`) so they
+/// never shadow the connection's own.
+///
+/// ```
+/// # use livepool::{Condition, Manager, Pool, Pooled};
+/// # struct M;
+/// # impl Manager for M {
+/// #     type Connection = Vec<u8>;
+/// #     type Error = std::io::Error;
+/// #     async fn connect(&self) -> std::io::Result<Vec<u8>> { Ok(Vec::new()) }
+/// #     async fn heartbeat(&self, _: &mut Vec<u8>) -> std::io::Result<()> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Pool::builder().max_size(2).build(M)?;
+/// let mut conn = pool.get().await?;
+/// conn.push(1); // Deref to the connection
+/// if conn.len() > 100 {
+///     // Something went wrong mid-request: never hand this one out again.
+///     Pooled::mark_broken(&mut conn);
+/// }
+/// drop(conn); // back to the pool
+/// # Ok(()) }
+/// ```
+pub struct Pooled<M: Manager> {
+    shared: Arc<Shared<M>>,
+    member: Option<Member<M::Connection>>,
+    broken: bool,
+}
+
+impl<M: Manager> Pooled<M> {
+    pub(crate) fn new(shared: Arc<Shared<M>>, member: Member<M::Connection>) -> Self {
+        Pooled {
+            shared,
+            member: Some(member),
+            broken: false,
+        }
+    }
+
+    /// Evict instead of returning: use it after an error that leaves the
+    /// connection in an unknown state the manager cannot see.
+    pub fn mark_broken(this: &mut Self) {
+        this.broken = true;
+    }
+
+    /// Takes the connection out of the pool for good. Its place is freed at
+    /// once for other callers.
+    pub fn detach(mut this: Self) -> M::Connection {
+        let member = this.take_member();
+        this.shared
+            .vacate(Held::ByCaller, |c| c.evicted.add(EvictReason::Detached));
+        super::shared::log_eviction(&this.shared.config.name, member.id, EvictReason::Detached);
+        member.conn
+    }
+
+    /// The member's id, as it appears in tracing events.
+    pub fn id(this: &Self) -> u64 {
+        this.member().id
+    }
+
+    fn member(&self) -> &Member<M::Connection> {
+        match &self.member {
+            Some(member) => member,
+            None => unreachable!("a Pooled guard holds its member until drop or detach"),
+        }
+    }
+
+    fn take_member(&mut self) -> Member<M::Connection> {
+        match self.member.take() {
+            Some(member) => member,
+            None => unreachable!("a Pooled guard holds its member until drop or detach"),
+        }
+    }
+}
+
+impl<M: Manager> Deref for Pooled<M> {
+    type Target = M::Connection;
+
+    fn deref(&self) -> &M::Connection {
+        &self.member().conn
+    }
+}
+
+impl<M: Manager> DerefMut for Pooled<M> {
+    fn deref_mut(&mut self) -> &mut M::Connection {
+        match &mut self.member {
+            Some(member) => &mut member.conn,
+            None => unreachable!("a Pooled guard holds its member until drop or detach"),
+        }
+    }
+}
+
+impl<M: Manager> fmt::Debug for Pooled<M>
+where
+    M::Connection: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pooled")
+            .field("id", &self.member().id)
+            .field("conn", &self.member().conn)
+            .finish()
+    }
+}
+
+impl<M: Manager> Drop for Pooled<M> {
+    fn drop(&mut self) {
+        let Some(mut member) = self.member.take() else {
+            return;
+        };
+        let shared = &*self.shared;
+        let verdict = if self.broken {
+            Some(EvictReason::BrokenOnReturn)
+        } else if std::thread::panicking() {
+            Some(EvictReason::CallerPanicked)
+        } else {
+            match shared.manager.condition(&mut member.conn) {
+                Condition::Ready => None,
+                Condition::Dirty => Some(EvictReason::Dirty),
+                Condition::Broken => Some(EvictReason::BrokenOnReturn),
+            }
+        };
+        let now = shared.clock.now_ms();
+        let verdict = verdict.or((now >= member.retire_at_ms).then_some(EvictReason::MaxLifetime));
+        match verdict {
+            Some(reason) => shared.evict(member, reason, Held::ByCaller),
+            None => {
+                member.last_used_ms = now;
+                member.last_ok_ms = now;
+                shared.put_back(member, Held::ByCaller, End::Hot);
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! `Pool::status()`: a snapshot of who holds how many members, and the counters
+//! a dashboard charts (rates come from differencing two snapshots).
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a member left the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EvictReason {
+    /// A heartbeat returned an error (background, or at checkout).
+    ProbeFailed,
+    /// A heartbeat did not answer within `heartbeat_timeout`.
+    ProbeTimedOut,
+    /// The cheap check at checkout found it broken or dirty.
+    BrokenOnCheckout,
+    /// Returned broken: marked by the caller, or the cheap check said so.
+    BrokenOnReturn,
+    /// Returned with a request in flight or unread bytes: the stream is out of step.
+    Dirty,
+    /// The caller panicked while holding it; its state is unknown.
+    CallerPanicked,
+    /// A checkout was cancelled while it was probing this member, so the
+    /// probe's outcome, and the stream's state, are unknown.
+    ProbeCancelled,
+    /// Idle longer than `idle_timeout` while the pool was above `min_idle`.
+    IdleTimeout,
+    /// Older than `max_lifetime` (with jitter).
+    MaxLifetime,
+    /// The caller took it out of the pool with `Pooled::detach`.
+    Detached,
+    /// The pool was closed.
+    Closed,
+}
+
+impl EvictReason {
+    /// Number of reasons; the length of [`Evictions`].
+    pub const COUNT: usize = 11;
+
+    /// Every reason, in a stable order.
+    pub const ALL: [EvictReason; Self::COUNT] = [
+        EvictReason::ProbeFailed,
+        EvictReason::ProbeTimedOut,
+        EvictReason::BrokenOnCheckout,
+        EvictReason::BrokenOnReturn,
+        EvictReason::Dirty,
+        EvictReason::CallerPanicked,
+        EvictReason::ProbeCancelled,
+        EvictReason::IdleTimeout,
+        EvictReason::MaxLifetime,
+        EvictReason::Detached,
+        EvictReason::Closed,
+    ];
+
+    /// A stable snake_case name, for metrics labels and log fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictReason::ProbeFailed => "probe_failed",
+            EvictReason::ProbeTimedOut => "probe_timed_out",
+            EvictReason::BrokenOnCheckout => "broken_on_checkout",
+            EvictReason::BrokenOnReturn => "broken_on_return",
+            EvictReason::Dirty => "dirty",
+            EvictReason::CallerPanicked => "caller_panicked",
+            EvictReason::ProbeCancelled => "probe_cancelled",
+            EvictReason::IdleTimeout => "idle_timeout",
+            EvictReason::MaxLifetime => "max_lifetime",
+            EvictReason::Detached => "detached",
+            EvictReason::Closed => "closed",
+        }
+    }
+
+    /// True when the member left because something was wrong with it, as
+    /// opposed to routine retirement (idle timeout, lifetime, detach, close).
+    pub fn is_failure(self) -> bool {
+        !matches!(
+            self,
+            EvictReason::IdleTimeout
+                | EvictReason::MaxLifetime
+                | EvictReason::Detached
+                | EvictReason::Closed
+        )
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for EvictReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Members evicted, counted by [`EvictReason`].
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Evictions([u64; EvictReason::COUNT]);
+
+impl Evictions {
+    /// How many members left for `reason`.
+    pub fn get(&self, reason: EvictReason) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// All evictions, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(reason, count)` for every reason, zeros included.
+    pub fn iter(&self) -> impl Iterator<Item = (EvictReason, u64)> + '_ {
+        EvictReason::ALL.iter().map(|r| (*r, self.get(*r)))
+    }
+
+    pub(crate) fn add(&mut self, reason: EvictReason) {
+        self.0[reason.index()] += 1;
+    }
+}
+
+impl fmt::Debug for Evictions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(r, n)| (r.as_str(), n)),
+            )
+            .finish()
+    }
+}
+
+/// Round-trip times of heartbeats that answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeRtt {
+    /// Heartbeats measured.
+    pub count: u64,
+    /// Fastest answer.
+    pub min: Duration,
+    /// Slowest answer.
+    pub max: Duration,
+    /// Sum of all answers; `mean()` divides it.
+    pub total: Duration,
+}
+
+impl ProbeRtt {
+    /// The mean round trip, or zero before the first heartbeat.
+    pub fn mean(&self) -> Duration {
+        match self.count {
+            0 => Duration::ZERO,
+            n => self.total / (n.min(u32::MAX as u64) as u32),
+        }
+    }
+
+    pub(crate) fn record(&mut self, rtt: Duration) {
+        if self.count == 0 || rtt < self.min {
+            self.min = rtt;
+        }
+        self.max = self.max.max(rtt);
+        self.total = self.total.saturating_add(rtt);
+        self.count += 1;
+    }
+}
+
+/// Monotonic counters since the pool was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Connections opened.
+    pub created: u64,
+    /// Connect attempts that failed or timed out.
+    pub connect_failures: u64,
+    /// Members handed to callers.
+    pub checkouts: u64,
+    /// Checkouts that had to queue behind other callers.
+    pub waits: u64,
+    /// Checkouts that gave up with `Error::Timeout`.
+    pub wait_timeouts: u64,
+    /// Heartbeats that answered in time (background and at checkout).
+    pub probes_ok: u64,
+    /// Heartbeats that failed or timed out.
+    pub probes_failed: u64,
+    /// Members that left the pool, by reason.
+    pub evicted: Evictions,
+    /// Heartbeat round trips.
+    pub probe_rtt: ProbeRtt,
+}
+
+/// A snapshot of the pool, taken under its lock, so the counts add up:
+/// `size == idle + in_use + probing + connecting`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The configured `max_size`.
+    pub max_size: usize,
+    /// Members plus connects in progress: never above `max_size`.
+    pub size: usize,
+    /// Members in the idle set, ready for checkout.
+    pub idle: usize,
+    /// Members held by callers.
+    pub in_use: usize,
+    /// Members being probed (by the sentinel or a checkout) or waiting for a re-probe.
+    pub probing: usize,
+    /// Connects in progress.
+    pub connecting: usize,
+    /// Callers queued for a member.
+    pub waiters: usize,
+    /// Whether `close` was called.
+    pub closed: bool,
+    /// Counters since the pool was built.
+    pub counters: Counters,
+}

@@ -1,0 +1,205 @@
+//! A fake in-memory `Manager` whose connections can be made to fail in every
+//! way the pool must handle, and which records what the pool did to them.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use livepool::{Condition, Manager};
+
+/// How a fake connection dies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Death {
+    /// Only a heartbeat finds out (a silent blackhole, a hung peer).
+    Silent,
+    /// The cheap check sees it too (EOF, reset).
+    Visible,
+    /// Heartbeats never answer (a hung peer application).
+    Hung,
+}
+
+#[derive(Default, Debug)]
+pub struct Shared {
+    next_id: AtomicU64,
+    pub connects: AtomicU64,
+    pub heartbeats: AtomicU64,
+    pub connect_fails: AtomicBool,
+    connect_delay_ms: AtomicU64,
+    heartbeat_delay_ms: AtomicU64,
+    dead: Mutex<HashSet<u64>>,
+    deaths: Mutex<Vec<(u64, Death)>>,
+    /// Connections alive (made and not yet dropped): what the "server" sees.
+    pub open: AtomicUsize,
+    pub max_open: AtomicUsize,
+    /// Connections that failed a heartbeat: must never reach a caller again.
+    pub failed_probe: Mutex<HashSet<u64>>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeManager {
+    pub shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub struct FakeConn {
+    pub id: u64,
+    /// Set by a caller to simulate a request cut off half way.
+    pub in_flight: bool,
+    shared: Arc<Shared>,
+}
+
+impl Drop for FakeConn {
+    fn drop(&mut self) {
+        self.shared.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug)]
+pub struct FakeError(pub &'static str);
+
+impl std::fmt::Display for FakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for FakeError {}
+
+impl FakeManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn kill(&self, id: u64, how: Death) {
+        self.shared.dead.lock().unwrap().insert(id);
+        self.shared.deaths.lock().unwrap().push((id, how));
+    }
+
+    fn death(&self, id: u64) -> Option<Death> {
+        if !self.shared.dead.lock().unwrap().contains(&id) {
+            return None;
+        }
+        self.shared
+            .deaths
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == id)
+            .map(|(_, d)| *d)
+    }
+
+    pub fn set_connect_fails(&self, fails: bool) {
+        self.shared.connect_fails.store(fails, Ordering::SeqCst);
+    }
+
+    pub fn set_connect_delay(&self, d: Duration) {
+        self.shared
+            .connect_delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn set_heartbeat_delay(&self, d: Duration) {
+        self.shared
+            .heartbeat_delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn connects(&self) -> u64 {
+        self.shared.connects.load(Ordering::SeqCst)
+    }
+
+    pub fn heartbeats(&self) -> u64 {
+        self.shared.heartbeats.load(Ordering::SeqCst)
+    }
+
+    pub fn open(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    pub fn max_open(&self) -> usize {
+        self.shared.max_open.load(Ordering::SeqCst)
+    }
+
+    pub fn failed_probe(&self, id: u64) -> bool {
+        self.shared.failed_probe.lock().unwrap().contains(&id)
+    }
+}
+
+impl Manager for FakeManager {
+    type Connection = FakeConn;
+    type Error = FakeError;
+
+    async fn connect(&self) -> Result<FakeConn, FakeError> {
+        let delay = self.shared.connect_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if self.shared.connect_fails.load(Ordering::SeqCst) {
+            return Err(FakeError("connection refused"));
+        }
+        self.shared.connects.fetch_add(1, Ordering::SeqCst);
+        let open = self.shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.shared.max_open.fetch_max(open, Ordering::SeqCst);
+        Ok(FakeConn {
+            id: self.shared.next_id.fetch_add(1, Ordering::SeqCst),
+            in_flight: false,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    async fn heartbeat(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
+        self.shared.heartbeats.fetch_add(1, Ordering::SeqCst);
+        let delay = self.shared.heartbeat_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let result = match self.death(conn.id) {
+            None => Ok(()),
+            Some(Death::Hung) => {
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+            Some(_) => Err(FakeError("peer gone")),
+        };
+        if result.is_err() {
+            self.shared.failed_probe.lock().unwrap().insert(conn.id);
+        }
+        result
+    }
+
+    fn condition(&self, conn: &mut FakeConn) -> Condition {
+        if conn.in_flight {
+            return Condition::Dirty;
+        }
+        match self.death(conn.id) {
+            Some(Death::Visible) => Condition::Broken,
+            _ => Condition::Ready,
+        }
+    }
+}
+
+/// Records a hung heartbeat as failed once the pool gives up on it: the pool
+/// drops the heartbeat future on timeout, so the fake cannot see it itself.
+pub fn mark_hung_failed(manager: &FakeManager, id: u64) {
+    manager.shared.failed_probe.lock().unwrap().insert(id);
+}
+
+/// Checks the counts `status()` reports add up.
+pub fn assert_consistent(status: &livepool::Status) {
+    assert!(status.size <= status.max_size, "size above max: {status:?}");
+    assert_eq!(
+        status.size,
+        status.idle + status.in_use + status.probing + status.connecting,
+        "counts do not add up: {status:?}"
+    );
+    let alive = status.counters.created - status.counters.evicted.total();
+    assert_eq!(
+        alive as usize,
+        status.size - status.connecting,
+        "created - evicted != members: {status:?}"
+    );
+}
