@@ -126,6 +126,11 @@ impl FakeManager {
         self.shared.max_open.load(Ordering::SeqCst)
     }
 
+    /// Dead in a way the cheap check sees: the pool must never hand it out.
+    pub fn visibly_dead(&self, id: u64) -> bool {
+        self.death(id) == Some(Death::Visible)
+    }
+
     pub fn revive(&self, id: u64) {
         self.shared.dead.lock().unwrap().remove(&id);
     }
