@@ -255,3 +255,36 @@ async fn an_eviction_hands_the_free_place_to_a_waiting_caller_at_once() {
         .unwrap();
     assert_eq!(got.unwrap(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_member_seen_dead_while_idle_is_evicted_without_heartbeats() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(4)
+        .min_idle(2)
+        .no_heartbeats()
+        .build(manager.clone())
+        .unwrap();
+    sleep(Duration::from_millis(50)).await;
+    manager.kill(0, Death::Visible); // e.g. the peer's RST, or keepalive gave up
+    let killed = Instant::now();
+    while pool
+        .status()
+        .counters
+        .evicted
+        .get(EvictReason::BrokenWhileIdle)
+        == 0
+    {
+        sleep(Duration::from_millis(10)).await;
+        assert!(killed.elapsed() < Duration::from_secs(5), "never noticed");
+    }
+    // One sentinel tick (at most 250 ms), no caller involved.
+    assert!(
+        killed.elapsed() <= Duration::from_millis(300),
+        "{:?}",
+        killed.elapsed()
+    );
+    assert_eq!(manager.heartbeats(), 0);
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(pool.status().idle, 2, "replaced to min_idle");
+}

@@ -57,7 +57,9 @@ pub struct FaultProxy {
 
 impl std::fmt::Debug for FaultProxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FaultProxy").field("addr", &self.addr).finish()
+        f.debug_struct("FaultProxy")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
