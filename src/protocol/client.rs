@@ -128,12 +128,22 @@ impl RpcConnection {
     /// off half way or reply bytes sit unread; otherwise what the socket shows
     /// (EOF, reset, or bytes arriving unasked).
     pub fn condition(&self) -> Condition {
+        match self.stream_state() {
+            Condition::Ready => self.framed.get_ref().condition(),
+            known => known,
+        }
+    }
+
+    /// What this connection's own bookkeeping says, without asking the
+    /// socket: enough to keep requests and replies in step, and free of
+    /// system calls, so every call can afford it.
+    fn stream_state(&self) -> Condition {
         if self.broken {
             Condition::Broken
         } else if self.in_flight || !self.framed.read_buffer().is_empty() {
             Condition::Dirty
         } else {
-            self.framed.get_ref().condition()
+            Condition::Ready
         }
     }
 
@@ -145,7 +155,9 @@ impl RpcConnection {
 
     /// Writes `request`, reads its reply, and checks that the reply answers it.
     async fn round_trip(&mut self, request: Frame) -> Result<Frame, ClientError> {
-        match self.condition() {
+        // Stray bytes on the socket need no peek here: a reply they belong
+        // to would carry the wrong id and be caught below.
+        match self.stream_state() {
             Condition::Ready => {}
             condition => return Err(ClientError::Unusable { condition }),
         }
