@@ -33,8 +33,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// use std::time::Duration;
 ///
 /// # async fn run() -> Result<(), livepool::protocol::ClientError> {
-/// let opts = TcpOptions { nodelay: true, connect_timeout: Duration::from_secs(2), ..Default::default() };
+/// let opts = TcpOptions::default();
 /// let mut conn = RpcConnection::connect("127.0.0.1:7000".parse().unwrap(), &opts, DEFAULT_MAX_BODY).await?;
+/// conn.set_request_timeout(Some(Duration::from_secs(2)));
 /// conn.heartbeat().await?;
 /// let reply = conn.call(Bytes::from_static(b"hello")).await?;
 /// # Ok(()) }

@@ -10,10 +10,6 @@ use super::error::ClientError;
 use crate::tcp::TcpOptions;
 use crate::{Condition, Manager};
 
-/// Connect timeout used by [`RpcManager::new`]: a loopback or LAN handshake
-/// takes milliseconds, so seconds mean the address is black-holed.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Pools [`RpcConnection`]s to one server. The heartbeat is the protocol's
 /// heartbeat frame, sent on the pooled connection itself and answered by the
 /// server's connection task.
@@ -37,17 +33,12 @@ pub struct RpcManager {
 }
 
 impl RpcManager {
-    /// A manager for the server at `addr`, with `TCP_NODELAY`, a
-    /// [`DEFAULT_CONNECT_TIMEOUT`], the default body limit and request timeout,
-    /// and the remaining [`TcpOptions`] at their defaults.
+    /// A manager for the server at `addr` with the default [`TcpOptions`]
+    /// (which suit pooled connections), body limit and request timeout.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
-            tcp: TcpOptions {
-                nodelay: true,
-                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-                ..TcpOptions::default()
-            },
+            tcp: TcpOptions::default(),
             max_body: DEFAULT_MAX_BODY,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
         }

@@ -32,5 +32,5 @@ pub use client::{DEFAULT_REQUEST_TIMEOUT, RpcConnection};
 pub use codec::{DEFAULT_MAX_BODY, FrameCodec};
 pub use error::{BindError, ClientError, ProtocolError};
 pub use frame::{Flags, Frame, FrameKind, HEADER_LEN, MAGIC, Status};
-pub use manager::{DEFAULT_CONNECT_TIMEOUT, RpcManager};
+pub use manager::RpcManager;
 pub use server::{Echo, Handler, Reply, Server, ServerHandle, ServerMode};
