@@ -303,3 +303,57 @@ async fn every_request_carries_a_fresh_id() {
     ids.dedup();
     assert_eq!(ids.len(), 10, "ids must not repeat on one connection");
 }
+
+// The two tests below rely on `tcp::Tracked::condition` peeking at the idle
+// socket. The tcp stand-in on this branch always says `Ready`; once the tcp
+// branch is merged, drop the `ignore`.
+
+#[tokio::test]
+#[ignore = "needs the real tcp::Tracked from the tcp branch"]
+async fn idle_connection_notices_the_server_going_away() {
+    let server = Server::new().bind(loopback()).await.unwrap();
+    let mut conn = client(server.addr(), DEFAULT_MAX_BODY).await;
+    conn.heartbeat().await.unwrap();
+    assert_eq!(conn.condition(), Condition::Ready);
+    server.shutdown().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while conn.condition() != Condition::Broken {
+        assert!(tokio::time::Instant::now() < deadline, "EOF never noticed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the real tcp::Tracked from the tcp branch"]
+async fn bytes_arriving_unasked_on_an_idle_connection_make_it_dirty() {
+    let listener = TcpListener::bind(loopback()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((stream, _)) = listener.accept().await else {
+            return;
+        };
+        let mut framed = Framed::new(stream, FrameCodec::default());
+        let Some(Ok(request)) = framed.next().await else {
+            return;
+        };
+        let reply = wire(&[request.reply(Status::Ok, Bytes::new())]);
+        if framed.get_mut().write_all(&reply).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stray = wire(&[Frame::heartbeat(999).reply(Status::Ok, Bytes::new())]);
+        let _ = framed.get_mut().write_all(&stray).await;
+        // Keep the socket open so the stray frame, not an EOF, is what is seen.
+        tokio::time::sleep(PATIENCE).await;
+    });
+    let mut conn = client(addr, DEFAULT_MAX_BODY).await;
+    conn.call(Bytes::from_static(b"x")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while conn.condition() != Condition::Dirty {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stray bytes never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
