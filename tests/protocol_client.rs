@@ -54,6 +54,12 @@ fn wire(frames: &[Frame]) -> Vec<u8> {
 enum Answer {
     Write(Vec<u8>),
     WriteAndClose(Vec<u8>),
+    /// Writes `now`, then `later` after a pause, keeping the socket open.
+    WriteTwice {
+        now: Vec<u8>,
+        pause: Duration,
+        later: Vec<u8>,
+    },
 }
 
 /// A one-connection server that answers each frame as `script` says, to
@@ -70,6 +76,13 @@ async fn scripted_server(script: impl Fn(Frame) -> Answer + Send + 'static) -> S
             let (bytes, close) = match script(frame) {
                 Answer::Write(bytes) => (bytes, false),
                 Answer::WriteAndClose(bytes) => (bytes, true),
+                Answer::WriteTwice { now, pause, later } => {
+                    if framed.get_mut().write_all(&now).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(pause).await;
+                    (later, false)
+                }
             };
             if framed.get_mut().write_all(&bytes).await.is_err() || close {
                 return;
@@ -326,26 +339,12 @@ async fn idle_connection_notices_the_server_going_away() {
 #[tokio::test]
 #[ignore = "needs the real tcp::Tracked from the tcp branch"]
 async fn bytes_arriving_unasked_on_an_idle_connection_make_it_dirty() {
-    let listener = TcpListener::bind(loopback()).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let Ok((stream, _)) = listener.accept().await else {
-            return;
-        };
-        let mut framed = Framed::new(stream, FrameCodec::default());
-        let Some(Ok(request)) = framed.next().await else {
-            return;
-        };
-        let reply = wire(&[request.reply(Status::Ok, Bytes::new())]);
-        if framed.get_mut().write_all(&reply).await.is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let stray = wire(&[Frame::heartbeat(999).reply(Status::Ok, Bytes::new())]);
-        let _ = framed.get_mut().write_all(&stray).await;
-        // Keep the socket open so the stray frame, not an EOF, is what is seen.
-        tokio::time::sleep(PATIENCE).await;
-    });
+    let addr = scripted_server(|request| Answer::WriteTwice {
+        now: wire(&[request.reply(Status::Ok, Bytes::new())]),
+        pause: Duration::from_millis(100),
+        later: wire(&[Frame::heartbeat(999).reply(Status::Ok, Bytes::new())]),
+    })
+    .await;
     let mut conn = client(addr, DEFAULT_MAX_BODY).await;
     conn.call(Bytes::from_static(b"x")).await.unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
