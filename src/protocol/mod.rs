@@ -1,1 +1,36 @@
 //! The reference framed protocol: codec, server, client and its Manager.
+//!
+//! A small protocol so the crate, its examples and its benchmarks run with
+//! nothing else installed, and so every liveness failure can be staged on
+//! loopback: the [`Server`] can be told to ignore heartbeats, hang, stall or
+//! answer with the wrong request id, and the [`RpcConnection`] turns each of
+//! those into a typed error and a [`Condition`](crate::Condition) the pool acts on.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use livepool::Manager;
+//! use livepool::protocol::{RpcManager, Server};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::new().bind("127.0.0.1:0".parse()?).await?;
+//! let manager = RpcManager::new(server.addr());
+//! let mut conn = manager.connect().await?;
+//! manager.heartbeat(&mut conn).await?;
+//! assert_eq!(conn.call(Bytes::from_static(b"hi")).await?, "hi");
+//! assert_eq!((server.requests(), server.heartbeats()), (1, 1));
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod codec;
+mod error;
+mod frame;
+mod manager;
+mod server;
+
+pub use client::{DEFAULT_REQUEST_TIMEOUT, RpcConnection};
+pub use codec::{DEFAULT_MAX_BODY, FrameCodec};
+pub use error::{BindError, ClientError, ProtocolError};
+pub use frame::{Flags, Frame, FrameKind, HEADER_LEN, MAGIC, Status};
+pub use manager::RpcManager;
+pub use server::{Echo, Handler, Reply, Server, ServerHandle, ServerMode};

@@ -1,0 +1,90 @@
+//! The [`Manager`] for the reference protocol: how a pool makes, probes and
+//! judges [`RpcConnection`]s.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::client::{DEFAULT_REQUEST_TIMEOUT, RpcConnection};
+use super::codec::DEFAULT_MAX_BODY;
+use super::error::ClientError;
+use crate::tcp::TcpOptions;
+use crate::{Condition, Manager};
+
+/// Pools [`RpcConnection`]s to one server. The heartbeat is the protocol's
+/// heartbeat frame, sent on the pooled connection itself and answered by the
+/// server's connection task.
+///
+/// ```no_run
+/// use livepool::protocol::RpcManager;
+/// use livepool::Manager;
+///
+/// # async fn run() -> Result<(), livepool::protocol::ClientError> {
+/// let manager = RpcManager::new("127.0.0.1:7000".parse().unwrap());
+/// let mut conn = manager.connect().await?;
+/// manager.heartbeat(&mut conn).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RpcManager {
+    addr: SocketAddr,
+    tcp: TcpOptions,
+    max_body: usize,
+    request_timeout: Option<Duration>,
+}
+
+impl RpcManager {
+    /// A manager for the server at `addr` with the default [`TcpOptions`]
+    /// (which suit pooled connections), body limit and request timeout.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            tcp: TcpOptions::default(),
+            max_body: DEFAULT_MAX_BODY,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+        }
+    }
+
+    /// Replaces the socket options: keepalive and `TCP_USER_TIMEOUT` are the
+    /// kernel's layer of liveness.
+    pub fn tcp_options(mut self, tcp: TcpOptions) -> Self {
+        self.tcp = tcp;
+        self
+    }
+
+    /// Largest body sent or accepted on each connection.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Bound on each call and heartbeat, see
+    /// [`RpcConnection::set_request_timeout`].
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The server this manager connects to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Manager for RpcManager {
+    type Connection = RpcConnection;
+    type Error = ClientError;
+
+    async fn connect(&self) -> Result<RpcConnection, ClientError> {
+        let mut conn = RpcConnection::connect(self.addr, &self.tcp, self.max_body).await?;
+        conn.set_request_timeout(self.request_timeout);
+        Ok(conn)
+    }
+
+    async fn heartbeat(&self, conn: &mut RpcConnection) -> Result<(), ClientError> {
+        conn.heartbeat().await
+    }
+
+    fn condition(&self, conn: &mut RpcConnection) -> Condition {
+        conn.condition()
+    }
+}

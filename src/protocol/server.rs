@@ -1,0 +1,479 @@
+//! A small server for the reference protocol, with switchable misbehaviour so
+//! tests, examples and benchmarks can make a live peer hang, stall or lie.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use super::codec::{DEFAULT_MAX_BODY, FrameCodec};
+use super::error::BindError;
+use super::frame::{Frame, Status};
+
+/// The business side of a server: turns a request body into a reply.
+///
+/// Heartbeats never reach it; the connection task answers them. Implement it
+/// with a plain `async fn`; the future must be `Send`.
+///
+/// ```
+/// use bytes::Bytes;
+/// use livepool::protocol::{Handler, Reply};
+///
+/// struct Upper;
+///
+/// impl Handler for Upper {
+///     async fn handle(&self, request: Bytes) -> Reply {
+///         Reply::ok(Bytes::from(request.to_ascii_uppercase()))
+///     }
+/// }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one business request.
+    fn handle(&self, request: Bytes) -> impl Future<Output = Reply> + Send;
+}
+
+/// What a [`Handler`] answers: a status and a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// `Ok`, or why the request was not served.
+    pub status: Status,
+    /// The answer, or a message explaining a non-`Ok` status.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// A successful answer.
+    pub fn ok(body: Bytes) -> Self {
+        Self {
+            status: Status::Ok,
+            body,
+        }
+    }
+
+    /// A refusal with a reason the client sees in
+    /// [`ClientError::Rejected`](super::ClientError::Rejected).
+    pub fn error(status: Status, message: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            body: message.into(),
+        }
+    }
+}
+
+/// The default handler: answers every request with its own body, which is all
+/// a liveness test or a throughput benchmark needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo;
+
+impl Handler for Echo {
+    async fn handle(&self, request: Bytes) -> Reply {
+        Reply::ok(request)
+    }
+}
+
+/// How the server behaves, switchable at run time with
+/// [`ServerHandle::set_mode`] to reproduce the failures the pool must catch.
+///
+/// The mode is read when a frame arrives (and [`Hang`](ServerMode::Hang) once
+/// more just before a reply is written), so a change applies at once to every
+/// connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerMode {
+    /// Answer everything promptly.
+    #[default]
+    Normal,
+    /// Answer business requests but not heartbeats: the in-band probe fails
+    /// while ordinary traffic still works.
+    IgnoreHeartbeats,
+    /// Read every frame and answer none, keeping sockets open: an application
+    /// that hangs while its kernel still ACKs. Frames read in this mode are
+    /// dropped, never answered later.
+    Hang,
+    /// Answer everything, heartbeats included, after this delay.
+    Slow(Duration),
+    /// Answer everything with a request id that does not match the request.
+    WrongId,
+}
+
+/// Limits of one server. Every resource a peer can make it spend is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    max_body: usize,
+    max_in_flight: usize,
+    max_connections: usize,
+}
+
+/// Configures and starts a server.
+///
+/// ```no_run
+/// use livepool::protocol::Server;
+///
+/// # async fn run() -> Result<(), livepool::protocol::BindError> {
+/// let server = Server::new().bind("127.0.0.1:0".parse().unwrap()).await?;
+/// println!("listening on {}", server.addr());
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Server<H = Echo> {
+    handler: H,
+    limits: Limits,
+}
+
+impl Server<Echo> {
+    /// An echo server with default limits (16 MiB bodies, 64 requests in
+    /// flight per connection, 1024 connections).
+    pub fn new() -> Self {
+        Self::with_handler(Echo)
+    }
+}
+
+impl Default for Server<Echo> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// A server that hands business requests to `handler`.
+    pub fn with_handler(handler: H) -> Self {
+        Self {
+            handler,
+            limits: Limits {
+                max_body: DEFAULT_MAX_BODY,
+                max_in_flight: 64,
+                max_connections: 1024,
+            },
+        }
+    }
+
+    /// Largest body accepted or sent. A request announcing more closes its
+    /// connection; a handler reply over it is replaced by a `ServerError`.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.limits.max_body = FrameCodec::new(bytes).max_body();
+        self
+    }
+
+    /// Requests (and delayed heartbeats) one connection may have pending
+    /// before the server stops reading from it: backpressure instead of an
+    /// unbounded queue. At least 1.
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.limits.max_in_flight = requests.max(1);
+        self
+    }
+
+    /// Connections served at once; further ones wait in the listen backlog.
+    /// At least 1.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.limits.max_connections = connections.max(1);
+        self
+    }
+
+    /// Starts listening on `addr` (port 0 picks a free one) and serving in
+    /// background tasks. `SO_REUSEADDR` is set, so a server can bind the port
+    /// of one just shut down: that is how tests simulate a restart.
+    pub async fn bind(self, addr: SocketAddr) -> Result<ServerHandle, BindError> {
+        let listener = listen(addr).map_err(|source| BindError { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| BindError { addr, source })?;
+        let (mode, _) = watch::channel(ServerMode::Normal);
+        let shared = Arc::new(Shared {
+            mode,
+            requests: AtomicU64::new(0),
+            heartbeats: AtomicU64::new(0),
+            connections: AtomicUsize::new(0),
+        });
+        let cancel = CancellationToken::new();
+        let accept = AcceptLoop {
+            listener,
+            handler: Arc::new(self.handler),
+            limits: self.limits,
+            shared: Arc::clone(&shared),
+        };
+        let task = tokio::spawn(accept.run(cancel.clone()));
+        Ok(ServerHandle {
+            addr: local,
+            shared,
+            cancel,
+            task: Mutex::new(Some(task)),
+        })
+    }
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// State the handle and every connection task share.
+#[derive(Debug)]
+struct Shared {
+    mode: watch::Sender<ServerMode>,
+    requests: AtomicU64,
+    heartbeats: AtomicU64,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    fn mode(&self) -> ServerMode {
+        *self.mode.borrow()
+    }
+}
+
+/// Controls a running server and reads its counters. Dropping it shuts the
+/// server down (without waiting); [`shutdown`](Self::shutdown) also waits.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ServerHandle {
+    /// Where the server listens (with the real port if 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Business request frames received so far (heartbeats excluded).
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Heartbeat frames received so far, answered or not.
+    pub fn heartbeats(&self) -> u64 {
+        self.shared.heartbeats.load(Ordering::Relaxed)
+    }
+
+    /// Connections open right now.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// The current behaviour.
+    pub fn mode(&self) -> ServerMode {
+        self.shared.mode()
+    }
+
+    /// Switches behaviour on every connection at once.
+    pub fn set_mode(&self, mode: ServerMode) {
+        self.shared.mode.send_replace(mode);
+    }
+
+    /// Closes the listener and every connection, and waits until all are
+    /// closed, so the port can be bound again at once. Idempotent.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            // A panicked accept loop has dropped everything already.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+struct AcceptLoop<H> {
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: Limits,
+    shared: Arc<Shared>,
+}
+
+impl<H: Handler> AcceptLoop<H> {
+    async fn run(self, cancel: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let mut connections = JoinSet::new();
+        loop {
+            let next = async {
+                // The semaphore is never closed, so this only waits.
+                let slot = Arc::clone(&slots).acquire_owned().await;
+                (slot, self.listener.accept().await)
+            };
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                (slot, accepted) = next => match (slot, accepted) {
+                    (Ok(slot), Ok((stream, peer))) => {
+                        let conn = ServerConnection {
+                            handler: Arc::clone(&self.handler),
+                            limits: self.limits,
+                            shared: Arc::clone(&self.shared),
+                        };
+                        let counted = ConnectionCount::new(Arc::clone(&self.shared));
+                        connections.spawn(async move {
+                            let _counted = counted;
+                            let _slot = slot;
+                            conn.serve(stream, peer).await;
+                        });
+                    }
+                    (_, Err(err)) => {
+                        // Out of file descriptors and the like: back off, don't spin.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    (Err(_), Ok(_)) => break,
+                },
+            }
+        }
+        drop(self.listener);
+        // Aborting drops every connection's socket, which closes it.
+        connections.shutdown().await;
+    }
+}
+
+/// Keeps [`ServerHandle::connections`] right even when a task is aborted.
+struct ConnectionCount(Arc<Shared>);
+
+impl ConnectionCount {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        Self(shared)
+    }
+}
+
+impl Drop for ConnectionCount {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A reply being produced: `None` when nothing is to be sent.
+type PendingReply = Pin<Box<dyn Future<Output = Option<Frame>> + Send>>;
+
+struct ServerConnection<H> {
+    handler: Arc<H>,
+    limits: Limits,
+    shared: Arc<Shared>,
+}
+
+impl<H: Handler> ServerConnection<H> {
+    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let mut framed = Framed::new(stream, FrameCodec::new(self.limits.max_body));
+        let mut pending = FuturesUnordered::<PendingReply>::new();
+        loop {
+            let may_read = pending.len() < self.limits.max_in_flight;
+            tokio::select! {
+                Some(reply) = pending.next(), if !pending.is_empty() => {
+                    let Some(reply) = reply else { continue };
+                    if self.shared.mode() == ServerMode::Hang {
+                        continue;
+                    }
+                    if let Err(err) = framed.send(reply).await {
+                        tracing::debug!(%peer, error = %err, "write failed, closing");
+                        break;
+                    }
+                }
+                next = framed.next(), if may_read => match next {
+                    None => break,
+                    Some(Err(err)) => {
+                        tracing::debug!(%peer, error = %err, "bad input, closing");
+                        break;
+                    }
+                    Some(Ok(frame)) if !frame.is_request() => {
+                        tracing::debug!(%peer, kind = %frame.kind(), "client sent a reply, closing");
+                        break;
+                    }
+                    Some(Ok(frame)) => {
+                        if let Some(reply) = self.dispatch(frame) {
+                            pending.push(reply);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Decides how `request` is answered under the current mode. Heartbeats
+    /// are answered here, never by the handler.
+    fn dispatch(&self, request: Frame) -> Option<PendingReply> {
+        let mode = self.shared.mode();
+        if request.is_heartbeat() {
+            self.shared.heartbeats.fetch_add(1, Ordering::Relaxed);
+            if mode == ServerMode::IgnoreHeartbeats {
+                return None;
+            }
+        } else {
+            self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        if mode == ServerMode::Hang {
+            return None;
+        }
+        let delay = match mode {
+            ServerMode::Slow(delay) => Some(delay),
+            _ => None,
+        };
+        let wrong_id = mode == ServerMode::WrongId;
+        let handler = Arc::clone(&self.handler);
+        let max_body = self.limits.max_body;
+        Some(Box::pin(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            let reply = if request.is_heartbeat() {
+                Reply::ok(Bytes::new())
+            } else {
+                let body = request.body.clone();
+                fit(handler.handle(body).await, max_body)
+            };
+            if !request.is_two_way() {
+                return None;
+            }
+            let mut frame = request.reply(reply.status, reply.body);
+            if wrong_id {
+                frame.id = frame.id.wrapping_add(1);
+            }
+            Some(frame)
+        }))
+    }
+}
+
+/// Replaces a reply the codec would refuse by a `ServerError` that explains.
+fn fit(reply: Reply, max_body: usize) -> Reply {
+    if reply.body.len() <= max_body {
+        reply
+    } else {
+        tracing::warn!(
+            len = reply.body.len(),
+            max_body,
+            "handler reply too large, sending ServerError"
+        );
+        let message: &'static [u8] = b"reply exceeds the body limit";
+        let body = if message.len() <= max_body {
+            Bytes::from_static(message)
+        } else {
+            Bytes::new()
+        };
+        Reply::error(Status::ServerError, body)
+    }
+}
