@@ -288,3 +288,34 @@ async fn a_member_seen_dead_while_idle_is_evicted_without_heartbeats() {
     sleep(Duration::from_millis(50)).await;
     assert_eq!(pool.status().idle, 2, "replaced to min_idle");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_manager_costs_its_member_not_the_sentinel() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .max_size(2)
+        .heartbeat_interval(Duration::from_secs(5))
+        .heartbeat_timeout(Duration::from_secs(1))
+        .wait_timeout(Duration::from_secs(2))
+        .build(manager.clone())
+        .unwrap();
+    let ids = members(&pool, 2).await;
+    manager.kill(ids[0], Death::Panics);
+    sleep(Duration::from_secs(6)).await;
+    let status = pool.status();
+    assert_eq!(
+        status.counters.evicted.get(EvictReason::BrokenWhileIdle),
+        1,
+        "{status:?}"
+    );
+    assert_consistent(&status);
+    // The sentinel still runs: it still probes, and still times out waiters.
+    let before = manager.heartbeats();
+    sleep(Duration::from_secs(6)).await;
+    assert!(manager.heartbeats() > before, "sentinel died");
+    let _a = pool.get().await.unwrap();
+    let _b = pool.get().await.unwrap();
+    let started = Instant::now();
+    assert!(pool.get().await.unwrap_err().is_timeout());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

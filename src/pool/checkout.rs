@@ -29,7 +29,7 @@ pub(crate) enum Queue {
 }
 
 /// What one pass under the lock decided.
-enum Next<C> {
+pub(crate) enum Next<C> {
     /// A member used recently enough to be trusted after the cheap check.
     Fresh(Member<C>),
     /// A member idle past `validate_after`: probe before handing out.
@@ -48,9 +48,9 @@ enum Step<M: Manager> {
 }
 
 /// What one `get()` remembers across tries.
-struct Attempt<E> {
+pub(crate) struct Attempt<E> {
     /// Set on the first slow step, so the fast path never reads the clock.
-    deadline: Option<Instant>,
+    deadline: Option<Deadline>,
     cause: Option<Cause<E>>,
     /// After a failed try, the caller queues at the front: it came first.
     retried: bool,
@@ -61,35 +61,90 @@ struct Attempt<E> {
 const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(10);
 const CONNECT_RETRY_MAX: Duration = Duration::from_secs(1);
 
-impl<E> Attempt<E> {
-    fn deadline(&mut self, wait_timeout: Duration) -> Instant {
-        *self
-            .deadline
-            .get_or_insert_with(|| Instant::now() + wait_timeout)
-    }
+/// The end of a checkout's `wait_timeout`, in both clocks: an `Instant` for
+/// the timers of connects and probes, coarse milliseconds for the sentinel,
+/// which enforces it on queued checkouts.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    ms: u64,
 }
 
-impl<M: Manager> Shared<M> {
-    pub(crate) async fn checkout(
-        self: &Arc<Self>,
-        queue: Queue,
-    ) -> Result<Pooled<M>, Error<M::Error>> {
-        let mut attempt = Attempt {
+impl<E> Attempt<E> {
+    pub(crate) fn new() -> Self {
+        Attempt {
             deadline: None,
             cause: None,
             retried: false,
             counted_wait: false,
             connect_backoff: CONNECT_RETRY_FIRST,
-        };
+        }
+    }
+
+    /// Reads the real clock once per checkout, on its first slow step.
+    fn deadline<M: Manager>(&mut self, shared: &Shared<M>) -> Deadline {
+        *self.deadline.get_or_insert_with(|| {
+            let now_ms = shared.clock.refresh();
+            let ms = now_ms + shared.config.wait_timeout.as_millis() as u64;
+            Deadline {
+                at: shared.clock.instant_of(ms),
+                ms,
+            }
+        })
+    }
+}
+
+/// What the fast path of `get` leaves for the slow path.
+pub(crate) enum Fast<M: Manager> {
+    Done(Pooled<M>),
+    Fail(Error<M::Error>),
+    /// Carry on with this step (or decide afresh, for `None`).
+    Slow(Option<Next<M::Connection>>, Attempt<M::Error>),
+}
+
+impl<M: Manager> Shared<M> {
+    /// The common case with no await, no timer, no clock read and no span: an
+    /// idle member used recently enough, which passes the cheap check.
+    #[inline]
+    pub(crate) fn checkout_fast(self: &Arc<Self>, queue: Queue) -> Fast<M> {
+        let mut attempt = Attempt::new();
+        match self.decide(queue, &mut attempt) {
+            Err(e) => Fast::Fail(e),
+            Ok(Next::Fresh(member)) => match self.hand_out(member, Held::ByCheckout) {
+                Step::Done(pooled) => Fast::Done(pooled),
+                Step::Fail(e) => Fast::Fail(e),
+                Step::Retry => {
+                    attempt.retried = true;
+                    Fast::Slow(None, attempt)
+                }
+            },
+            Ok(next) => Fast::Slow(Some(next), attempt),
+        }
+    }
+
+    /// Everything else: probing, connecting, queueing, retrying.
+    pub(crate) async fn checkout_slow(
+        self: &Arc<Self>,
+        queue: Queue,
+        mut next: Option<Next<M::Connection>>,
+        mut attempt: Attempt<M::Error>,
+    ) -> Result<Pooled<M>, Error<M::Error>> {
         loop {
-            let next = self.decide(queue, &mut attempt)?;
-            let step = match next {
+            let step = match next.take() {
+                Some(next) => next,
+                None => self.decide(queue, &mut attempt)?,
+            };
+            let step = match step {
                 Next::Fresh(member) => self.hand_out(member, Held::ByCheckout),
                 Next::Stale(member) => self.probe_then_hand_out(member, &mut attempt).await,
                 Next::Connect => self.connect_for_caller(&mut attempt).await,
-                Next::Wait(rx) => match self.wait(rx, &mut attempt).await {
+                Next::Wait(rx) => match self.wait(rx).await {
                     Ok(Grant::Member(member)) => self.hand_out(member, Held::ByCheckout),
                     Ok(Grant::Capacity) => self.connect_for_caller(&mut attempt).await,
+                    Ok(Grant::TimedOut) => {
+                        self.lock().counters.wait_timeouts += 1;
+                        Step::Fail(self.timeout_error(Phase::Waiting, &mut attempt))
+                    }
                     Err(e) => Step::Fail(e),
                 },
             };
@@ -133,13 +188,14 @@ impl<M: Manager> Shared<M> {
             attempt.counted_wait = true;
             st.counters.waits += 1;
         }
-        Ok(Next::Wait(st.enqueue(attempt.retried)))
+        let deadline = attempt.deadline(self);
+        Ok(Next::Wait(st.enqueue(attempt.retried, deadline.ms)))
     }
 
     /// The cheap check, then the guard. A member that fails it is evicted and
     /// the caller tries again.
     fn hand_out(self: &Arc<Self>, mut member: Member<M::Connection>, from: Held) -> Step<M> {
-        match self.manager.condition(&mut member.conn) {
+        match self.check(&mut member.conn) {
             Condition::Ready => Step::Done(Pooled::new(Arc::clone(self), member)),
             Condition::Dirty | Condition::Broken => {
                 self.evict(member, EvictReason::BrokenOnCheckout, from);
@@ -153,11 +209,11 @@ impl<M: Manager> Shared<M> {
         mut member: Member<M::Connection>,
         attempt: &mut Attempt<M::Error>,
     ) -> Step<M> {
-        if self.manager.condition(&mut member.conn) != Condition::Ready {
+        if self.check(&mut member.conn) != Condition::Ready {
             self.evict(member, EvictReason::BrokenOnCheckout, Held::Probing);
             return Step::Retry;
         }
-        let deadline = attempt.deadline(self.config.wait_timeout);
+        let deadline = attempt.deadline(self).at;
         let started = Instant::now();
         let probe_deadline = deadline.min(started + self.config.heartbeat_timeout);
         let vacancy = Vacancy::new(
@@ -214,7 +270,7 @@ impl<M: Manager> Shared<M> {
     /// not turn checkouts into a busy loop.
     async fn connect_for_caller(self: &Arc<Self>, attempt: &mut Attempt<M::Error>) -> Step<M> {
         let vacancy = Vacancy::new(self, Held::Connecting, None);
-        let deadline = attempt.deadline(self.config.wait_timeout);
+        let deadline = attempt.deadline(self).at;
         let connect_deadline = deadline.min(Instant::now() + self.config.connect_timeout);
         let result = timeout_at(connect_deadline, self.manager.connect()).await;
         match result {
@@ -261,12 +317,12 @@ impl<M: Manager> Shared<M> {
         self.lock().counters.connect_failures += 1;
     }
 
+    /// Waits for a grant with no timer of its own: the sentinel sends
+    /// `Grant::TimedOut` once the deadline given at `enqueue` has passed.
     async fn wait(
         &self,
         rx: oneshot::Receiver<Grant<M::Connection>>,
-        attempt: &mut Attempt<M::Error>,
     ) -> Result<Grant<M::Connection>, Error<M::Error>> {
-        let deadline = attempt.deadline(self.config.wait_timeout);
         let mut queued = Queued {
             shared: self,
             rx: Some(rx),
@@ -274,25 +330,10 @@ impl<M: Manager> Shared<M> {
         let Some(rx) = queued.rx.as_mut() else {
             return Err(Error::Closed);
         };
-        match timeout_at(deadline, rx).await {
-            Ok(Ok(grant)) => {
-                queued.rx = None;
-                Ok(grant)
-            }
-            // The sender was dropped without a grant: only `close` does that.
-            Ok(Err(_)) => {
-                queued.rx = None;
-                Err(Error::Closed)
-            }
-            Err(_elapsed) => {
-                // A member may have been handed over at the last instant: use it.
-                if let Some(Grant::Member(member)) = queued.take_late_grant() {
-                    return Ok(Grant::Member(member));
-                }
-                self.lock().counters.wait_timeouts += 1;
-                Err(self.timeout_error(Phase::Waiting, attempt))
-            }
-        }
+        let received = rx.await;
+        queued.rx = None;
+        // The sender is dropped without a grant only by `close`.
+        received.map_err(|_| Error::Closed)
     }
 
     fn timed_out(&self, phase: Phase, attempt: &mut Attempt<M::Error>) -> Step<M> {
@@ -316,6 +357,7 @@ impl<M: Manager> Shared<M> {
             match grant {
                 Grant::Member(_) => st.release_gauge(Held::ByCheckout),
                 Grant::Capacity => st.release_gauge(Held::Connecting),
+                Grant::TimedOut => return,
             }
             st.dispatch(grant, End::Hot)
         };
@@ -343,7 +385,7 @@ impl<M: Manager> Queued<'_, M> {
                 self.shared.redispatch(Grant::Capacity);
                 None
             }
-            Err(_) => None,
+            Ok(Grant::TimedOut) | Err(_) => None,
         }
     }
 }

@@ -28,6 +28,11 @@ impl CoarseClock {
         self.now_ms.load(Ordering::Relaxed)
     }
 
+    /// The instant a coarse time stands for.
+    pub(crate) fn instant_of(&self, ms: u64) -> Instant {
+        self.origin + std::time::Duration::from_millis(ms)
+    }
+
     /// Reads the real clock, publishes it, and returns it.
     pub(crate) fn refresh(&self) -> u64 {
         let ms = self.origin.elapsed().as_millis() as u64;

@@ -196,10 +196,12 @@ impl Config {
     }
 
     /// How often the sentinel wakes: often enough that the coarse clock and
-    /// every deadline it enforces are off by at most a tenth of the shortest
-    /// interval, and never busier than every 10 ms.
+    /// every deadline it enforces (queued checkouts' `wait_timeout` among them)
+    /// are late by at most a tenth of the shortest interval, and never busier
+    /// than every 10 ms.
     pub(crate) fn sentinel_tick(&self) -> Duration {
         let shortest = [
+            Some(self.wait_timeout),
             Some(self.validate_after),
             self.heartbeat_interval,
             self.idle_timeout,

@@ -21,6 +21,9 @@ pub(crate) enum Grant<C> {
     /// A free place, already counted in `size` and `connecting`: the waiter
     /// connects a new member with it.
     Capacity,
+    /// The waiter's `wait_timeout` ran out: sent by the sentinel, so a queued
+    /// checkout needs no timer of its own.
+    TimedOut,
 }
 
 /// Which end of the idle set a member goes back to.
@@ -33,7 +36,12 @@ pub(crate) enum End {
     Cold,
 }
 
-pub(crate) type Waiter<C> = oneshot::Sender<Grant<C>>;
+/// A queued caller: where to send its grant, and when it gives up.
+pub(crate) struct Waiter<C> {
+    tx: oneshot::Sender<Grant<C>>,
+    /// Coarse-clock milliseconds.
+    deadline_ms: u64,
+}
 
 pub(crate) struct State<C> {
     /// Back is hot for LIFO; front is next for FIFO.
@@ -90,24 +98,44 @@ impl<C> State<C> {
 
     /// Queues a caller. One that was already served a member that failed its
     /// check goes back to the front: it has waited longest.
-    pub(crate) fn enqueue(&mut self, front: bool) -> oneshot::Receiver<Grant<C>> {
+    pub(crate) fn enqueue(&mut self, front: bool, deadline_ms: u64) -> oneshot::Receiver<Grant<C>> {
         if self.waiters.len() == self.waiters.capacity() && !self.waiters.is_empty() {
             // Purge cancelled waiters before the queue grows, which keeps its
             // length bounded by the number of live waiters times two.
-            self.waiters.retain(|w| !w.is_closed());
+            self.waiters.retain(|w| !w.tx.is_closed());
         }
         let (tx, rx) = oneshot::channel();
+        let waiter = Waiter { tx, deadline_ms };
         if front {
-            self.waiters.push_front(tx);
+            self.waiters.push_front(waiter);
         } else {
-            self.waiters.push_back(tx);
+            self.waiters.push_back(waiter);
         }
         rx
     }
 
     /// Live waiters, for `status()`.
     pub(crate) fn waiting(&self) -> usize {
-        self.waiters.iter().filter(|w| !w.is_closed()).count()
+        self.waiters.iter().filter(|w| !w.tx.is_closed()).count()
+    }
+
+    /// Tells every waiter whose deadline has passed that it timed out, keeping
+    /// the others in order. Called by the sentinel on each tick.
+    pub(crate) fn expire_waiters(&mut self, now_ms: u64) {
+        if !self.waiters.iter().any(|w| w.deadline_ms <= now_ms) {
+            return;
+        }
+        for _ in 0..self.waiters.len() {
+            let Some(waiter) = self.waiters.pop_front() else {
+                break;
+            };
+            if waiter.deadline_ms <= now_ms {
+                // A cancelled waiter's closed channel refuses it: nothing to undo.
+                let _ = waiter.tx.send(Grant::TimedOut);
+            } else {
+                self.waiters.push_back(waiter);
+            }
+        }
     }
 
     /// Gives a member or a free place to the oldest live waiter; failing that,
@@ -122,7 +150,7 @@ impl<C> State<C> {
                 } else {
                     self.connecting += 1;
                 }
-                match waiter.send(grant) {
+                match waiter.tx.send(grant) {
                     Ok(()) => return None,
                     Err(back) => {
                         // That waiter was cancelled: undo and try the next.
@@ -150,6 +178,7 @@ impl<C> State<C> {
                 self.size -= 1;
                 None
             }
+            Grant::TimedOut => None,
         }
     }
 }

@@ -29,7 +29,7 @@ pub use error::{Cause, Error, Phase};
 pub use pooled::Pooled;
 pub use status::{Counters, EvictReason, Evictions, ProbeRtt, Status};
 
-use checkout::Queue;
+use checkout::{Fast, Queue};
 use shared::Shared;
 
 use crate::Manager;
@@ -136,22 +136,31 @@ impl<M: Manager> Pool<M> {
     /// met on the way are evicted and the next one tried. Dropping the future
     /// at any point leaks nothing.
     pub async fn get(&self) -> Result<Pooled<M>, Error<M::Error>> {
-        let shared = self.shared();
-        shared
-            .checkout(Queue::Wait)
-            .instrument(tracing::debug_span!("checkout", pool = %shared.config.name))
-            .await
+        self.checkout(Queue::Wait).await
     }
 
     /// Like [`get`](Self::get) but never queues: fails with
     /// [`Error::Exhausted`] when every member is in use and the pool is full.
     /// It may still connect or probe, bounded by their timeouts.
     pub async fn try_get(&self) -> Result<Pooled<M>, Error<M::Error>> {
+        self.checkout(Queue::Never).await
+    }
+
+    /// The fast path runs with no span (it cannot wait, fail slowly or log);
+    /// everything that can await runs inside a `checkout` span.
+    #[inline]
+    async fn checkout(&self, queue: Queue) -> Result<Pooled<M>, Error<M::Error>> {
         let shared = self.shared();
-        shared
-            .checkout(Queue::Never)
-            .instrument(tracing::debug_span!("checkout", pool = %shared.config.name))
-            .await
+        match shared.checkout_fast(queue) {
+            Fast::Done(pooled) => Ok(pooled),
+            Fast::Fail(e) => Err(e),
+            Fast::Slow(next, attempt) => {
+                shared
+                    .checkout_slow(queue, next, attempt)
+                    .instrument(tracing::debug_span!("checkout", pool = %shared.config.name))
+                    .await
+            }
+        }
     }
 
     /// A snapshot of counts and counters, taken under the pool's lock.

@@ -12,6 +12,9 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
@@ -36,15 +39,34 @@ enum Job<C> {
     Connect,
 }
 
+/// Why a background probe or connect failed.
+enum Failure<E> {
+    Error(E),
+    TimedOut,
+    /// The manager panicked: a bug in it, contained here so the sentinel lives on.
+    Panicked,
+}
+
 enum Done<C, E> {
     Probe {
         member: Member<C>,
-        /// `None` for a timeout.
-        result: Result<(), Option<E>>,
+        result: Result<(), Failure<E>>,
         rtt: Duration,
     },
-    /// `None` for a timeout.
-    Connect(Result<C, Option<E>>),
+    Connect(Result<C, Failure<E>>),
+}
+
+/// Runs a manager future, turning a timeout or a panic into a [`Failure`].
+async fn guarded<T, E>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, Failure<E>> {
+    match AssertUnwindSafe(timeout(limit, work)).catch_unwind().await {
+        Ok(Ok(Ok(value))) => Ok(value),
+        Ok(Ok(Err(e))) => Err(Failure::Error(e)),
+        Ok(Err(_elapsed)) => Err(Failure::TimedOut),
+        Err(_panic) => Err(Failure::Panicked),
+    }
 }
 
 /// What the sentinel holds between ticks.
@@ -136,18 +158,13 @@ async fn run_job<M: Manager>(
                 Some((EvictReason::Closed, member.id)),
             );
             let started = Instant::now();
-            let result = timeout(
+            let result = guarded(
                 shared.config.heartbeat_timeout,
                 shared.manager.heartbeat(&mut member.conn),
             )
             .await;
             let rtt = started.elapsed();
             vacancy.disarm();
-            let result = match result {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(Some(e)),
-                Err(_) => Err(None),
-            };
             Done::Probe {
                 member,
                 result,
@@ -156,13 +173,9 @@ async fn run_job<M: Manager>(
         }
         Job::Connect => {
             let vacancy = Vacancy::new(&shared, Held::Connecting, None);
-            let result = timeout(shared.config.connect_timeout, shared.manager.connect()).await;
+            let result = guarded(shared.config.connect_timeout, shared.manager.connect()).await;
             vacancy.disarm();
-            Done::Connect(match result {
-                Ok(Ok(conn)) => Ok(conn),
-                Ok(Err(e)) => Err(Some(e)),
-                Err(_) => Err(None),
-            })
+            Done::Connect(result)
         }
     }
 }
@@ -180,6 +193,7 @@ impl<M: Manager> Shared<M> {
             if st.closed {
                 return;
             }
+            st.expire_waiters(now);
             // Suspects whose re-probe time has come go back in line.
             let mut i = 0;
             while i < work.suspects.len() {
@@ -201,7 +215,7 @@ impl<M: Manager> Shared<M> {
                 let count = len.min(CHECKS_PER_TICK);
                 for k in 0..count {
                     let member = &mut st.idle[(start + k) % len];
-                    if self.manager.condition(&mut member.conn) != Condition::Ready {
+                    if self.check(&mut member.conn) != Condition::Ready {
                         member.doomed = true;
                     }
                 }
@@ -296,15 +310,20 @@ impl<M: Manager> Shared<M> {
                 work.probes_in_flight -= 1;
                 member.failures += 1;
                 let reason = match &error {
-                    Some(_) => EvictReason::ProbeFailed,
-                    None => EvictReason::ProbeTimedOut,
+                    Failure::TimedOut => EvictReason::ProbeTimedOut,
+                    Failure::Error(_) | Failure::Panicked => EvictReason::ProbeFailed,
                 };
+                let (pool, id, failures) = (&self.config.name, member.id, member.failures);
+                let reason_name = reason.as_str();
                 match &error {
-                    Some(error) => {
-                        tracing::warn!(pool = %self.config.name, member = member.id, failures = member.failures, reason = reason.as_str(), %error, "heartbeat failed")
+                    Failure::Error(error) => {
+                        tracing::warn!(pool = %pool, member = id, failures, reason = reason_name, %error, "heartbeat failed")
                     }
-                    None => {
-                        tracing::warn!(pool = %self.config.name, member = member.id, failures = member.failures, reason = reason.as_str(), timeout = ?self.config.heartbeat_timeout, "heartbeat timed out")
+                    Failure::TimedOut => {
+                        tracing::warn!(pool = %pool, member = id, failures, reason = reason_name, timeout = ?self.config.heartbeat_timeout, "heartbeat timed out")
+                    }
+                    Failure::Panicked => {
+                        tracing::error!(pool = %pool, member = id, failures, reason = reason_name, "Manager::heartbeat panicked")
                     }
                 }
                 if member.failures >= self.config.heartbeat_failures {
@@ -333,12 +352,16 @@ impl<M: Manager> Shared<M> {
             }
             Done::Connect(Err(error)) => {
                 work.refills_in_flight -= 1;
+                let (pool, retry_in) = (&self.config.name, work.refill_backoff);
                 match &error {
-                    Some(error) => {
-                        tracing::warn!(pool = %self.config.name, %error, retry_in = ?work.refill_backoff, "refill connect failed")
+                    Failure::Error(error) => {
+                        tracing::warn!(pool = %pool, %error, ?retry_in, "refill connect failed")
                     }
-                    None => {
-                        tracing::warn!(pool = %self.config.name, timeout = ?self.config.connect_timeout, retry_in = ?work.refill_backoff, "refill connect timed out")
+                    Failure::TimedOut => {
+                        tracing::warn!(pool = %pool, timeout = ?self.config.connect_timeout, ?retry_in, "refill connect timed out")
+                    }
+                    Failure::Panicked => {
+                        tracing::error!(pool = %pool, ?retry_in, "Manager::connect panicked")
                     }
                 }
                 self.vacate(Held::Connecting, |c| c.connect_failures += 1);

@@ -11,7 +11,7 @@ use super::config::Config;
 use super::idle::{End, Grant, State};
 use super::member::Member;
 use super::status::{Counters, EvictReason, Status};
-use crate::Manager;
+use crate::{Condition, Manager};
 
 /// Who held a member or a place when it is given up: the gauge to decrement.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -55,6 +55,22 @@ impl<M: Manager> Shared<M> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The manager's cheap check. A manager that panics here has a bug; its
+    /// connection is treated as broken rather than letting the panic tear
+    /// through the pool's bookkeeping (or kill the sentinel).
+    #[inline]
+    pub(crate) fn check(&self, conn: &mut M::Connection) -> Condition {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.manager.condition(conn)
+        })) {
+            Ok(condition) => condition,
+            Err(_) => {
+                tracing::error!(pool = %self.config.name, "Manager::condition panicked; treating the connection as broken");
+                Condition::Broken
+            }
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {

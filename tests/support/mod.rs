@@ -19,6 +19,8 @@ pub enum Death {
     Visible,
     /// Heartbeats never answer (a hung peer application).
     Hung,
+    /// The manager itself has a bug: heartbeat and the cheap check panic.
+    Panics,
 }
 
 #[derive(Default, Debug)]
@@ -183,6 +185,7 @@ impl Manager for FakeManager {
                 std::future::pending::<()>().await;
                 Ok(())
             }
+            Some(Death::Panics) => panic!("bug in the manager's heartbeat"),
             Some(_) => Err(FakeError("peer gone")),
         };
         if result.is_err() {
@@ -197,6 +200,7 @@ impl Manager for FakeManager {
         }
         match self.death(conn.id) {
             Some(Death::Visible) => Condition::Broken,
+            Some(Death::Panics) => panic!("bug in the manager's cheap check"),
             _ => Condition::Ready,
         }
     }
