@@ -225,7 +225,9 @@ impl<M: Manager> Shared<M> {
                     st.counters.checkouts += 1;
                     self.new_member(&mut st, conn)
                 };
-                Step::Done(Pooled::new(Arc::clone(self), member))
+                // Even a new connection gets the cheap check: a server that
+                // accepts and closes at once must not reach the caller.
+                self.hand_out(member, Held::ByCheckout)
             }
             Ok(Err(error)) => {
                 tracing::warn!(pool = %self.config.name, %error, "connect failed");

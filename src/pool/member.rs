@@ -22,6 +22,9 @@ pub(crate) struct Member<C> {
     pub(crate) probe_early_ms: u32,
     /// Consecutive failed heartbeats.
     pub(crate) failures: u32,
+    /// The sentinel's cheap check found it dead while idle; evicted on the
+    /// same tick.
+    pub(crate) doomed: bool,
 }
 
 impl<C> Member<C> {

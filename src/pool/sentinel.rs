@@ -21,10 +21,15 @@ use super::idle::{End, Grant};
 use super::member::Member;
 use super::shared::{Held, Shared, Vacancy, log_eviction};
 use super::status::EvictReason;
-use crate::Manager;
+use crate::{Condition, Manager};
 
 /// Background connects in flight at once while refilling to `min_idle`.
 const MAX_CONCURRENT_REFILLS: usize = 16;
+
+/// Idle members given the cheap check per tick, round robin. A small pool has
+/// every member checked every tick; a huge one spends a bounded time under the
+/// lock (the check is a non-blocking syscall at most).
+const CHECKS_PER_TICK: usize = 32;
 
 enum Job<C> {
     Probe(Member<C>),
@@ -57,6 +62,8 @@ struct Work<C> {
     refill_not_before: Instant,
     /// Reused between scans so a tick allocates nothing.
     scratch: VecDeque<Member<C>>,
+    /// Where the next tick's cheap checks start in the idle set.
+    check_cursor: usize,
 }
 
 pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
@@ -74,6 +81,7 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
         refill_backoff: shared.config.refill_backoff_min,
         refill_not_before: Instant::now(),
         scratch: VecDeque::new(),
+        check_cursor: 0,
     };
     drop(shared);
     let mut in_flight = FuturesUnordered::new();
@@ -184,7 +192,25 @@ impl<M: Manager> Shared<M> {
             }
             // `spare`: members ready or about to be (idle, probing, connecting);
             // what `min_idle` keeps and `idle_timeout` trims down to.
+            // The cheap check on a window of idle members: a peer's FIN or RST,
+            // or a kernel keepalive that gave up, shows here with no traffic
+            // of ours, heartbeats on or off.
+            let len = st.idle.len();
+            if len > 0 {
+                let start = work.check_cursor % len;
+                let count = len.min(CHECKS_PER_TICK);
+                for k in 0..count {
+                    let member = &mut st.idle[(start + k) % len];
+                    if self.manager.condition(&mut member.conn) != Condition::Ready {
+                        member.doomed = true;
+                    }
+                }
+                work.check_cursor = start + count;
+            }
             let verdict = |m: &Member<M::Connection>, spare: usize| -> Option<Action> {
+                if m.doomed {
+                    return Some(Action::Evict(EvictReason::BrokenWhileIdle));
+                }
                 if now >= m.retire_at_ms {
                     return Some(Action::Evict(EvictReason::MaxLifetime));
                 }

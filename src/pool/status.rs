@@ -12,6 +12,10 @@ pub enum EvictReason {
     ProbeFailed,
     /// A heartbeat did not answer within `heartbeat_timeout`.
     ProbeTimedOut,
+    /// The sentinel's cheap check found it dead while idle: EOF, reset, a
+    /// kernel keepalive timeout, or bytes nobody asked for. No traffic of ours
+    /// was needed to notice.
+    BrokenWhileIdle,
     /// The cheap check at checkout found it broken or dirty.
     BrokenOnCheckout,
     /// Returned broken: marked by the caller, or the cheap check said so.
@@ -35,12 +39,13 @@ pub enum EvictReason {
 
 impl EvictReason {
     /// Number of reasons; the length of [`Evictions`].
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Every reason, in a stable order.
     pub const ALL: [EvictReason; Self::COUNT] = [
         EvictReason::ProbeFailed,
         EvictReason::ProbeTimedOut,
+        EvictReason::BrokenWhileIdle,
         EvictReason::BrokenOnCheckout,
         EvictReason::BrokenOnReturn,
         EvictReason::Dirty,
@@ -57,6 +62,7 @@ impl EvictReason {
         match self {
             EvictReason::ProbeFailed => "probe_failed",
             EvictReason::ProbeTimedOut => "probe_timed_out",
+            EvictReason::BrokenWhileIdle => "broken_while_idle",
             EvictReason::BrokenOnCheckout => "broken_on_checkout",
             EvictReason::BrokenOnReturn => "broken_on_return",
             EvictReason::Dirty => "dirty",

@@ -36,6 +36,8 @@ pub struct Shared {
     pub max_open: AtomicUsize,
     /// Connections that failed a heartbeat: must never reach a caller again.
     pub failed_probe: Mutex<HashSet<u64>>,
+    /// (connection id, virtual time) of every heartbeat started.
+    pub probe_log: Mutex<Vec<(u64, tokio::time::Instant)>>,
 }
 
 #[derive(Clone, Default)]
@@ -124,6 +126,19 @@ impl FakeManager {
         self.shared.max_open.load(Ordering::SeqCst)
     }
 
+    /// Dead in a way the cheap check sees: the pool must never hand it out.
+    pub fn visibly_dead(&self, id: u64) -> bool {
+        self.death(id) == Some(Death::Visible)
+    }
+
+    pub fn revive(&self, id: u64) {
+        self.shared.dead.lock().unwrap().remove(&id);
+    }
+
+    pub fn probe_log(&self) -> Vec<(u64, tokio::time::Instant)> {
+        self.shared.probe_log.lock().unwrap().clone()
+    }
+
     pub fn failed_probe(&self, id: u64) -> bool {
         self.shared.failed_probe.lock().unwrap().contains(&id)
     }
@@ -153,6 +168,11 @@ impl Manager for FakeManager {
 
     async fn heartbeat(&self, conn: &mut FakeConn) -> Result<(), FakeError> {
         self.shared.heartbeats.fetch_add(1, Ordering::SeqCst);
+        self.shared
+            .probe_log
+            .lock()
+            .unwrap()
+            .push((conn.id, tokio::time::Instant::now()));
         let delay = self.shared.heartbeat_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
