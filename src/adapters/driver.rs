@@ -1,14 +1,31 @@
-//! What the Redis and PostgreSQL connection wrappers share: the task that
-//! drives a client's socket and ends with the member, and the bookkeeping
-//! that notices a command cut off half way.
+//! What the Redis and PostgreSQL connection wrappers share: the socket made
+//! by [`crate::tcp`], the task that drives it and ends with the member, and
+//! the bookkeeping that notices a command cut off half way.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::Condition;
+use crate::tcp::{self, ConnectError, TcpOptions};
+
+/// Opens the member's socket with livepool's options (keepalive,
+/// `TCP_USER_TIMEOUT`) and notes its local address, by which tests and
+/// operators find the connection in the server's own lists.
+pub(crate) async fn open_socket(
+    addr: SocketAddr,
+    opts: &TcpOptions,
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let stream = tcp::connect(addr, opts).await?;
+    let local_addr = stream
+        .local_addr()
+        .map_err(|source| ConnectError::Io { addr, source })?;
+    Ok((stream, local_addr))
+}
 
 /// How long a client's driver may go on after its member is dropped, to
 /// finish a clean goodbye (PostgreSQL's `Terminate`, flushing what is

@@ -36,9 +36,9 @@ use tokio_postgres::{
     Client, Config, NoTls, Row, SimpleQueryMessage, Statement, ToStatement, Transaction,
 };
 
-use super::driver::{Driver, Usage};
+use super::driver::{Driver, Usage, open_socket};
 use super::env::{EnvAddrError, addr_from_env};
-use crate::tcp::{self, ConnectError, TcpOptions};
+use crate::tcp::{ConnectError, TcpOptions};
 use crate::{Condition, Manager};
 
 /// The environment variable [`PgManager::from_env`] reads.
@@ -170,12 +170,9 @@ where
 
     async fn connect(&self) -> Result<PgConnection, PgManagerError> {
         let addr = self.addr;
-        let stream = tcp::connect(addr, &self.tcp)
+        let (stream, local_addr) = open_socket(addr, &self.tcp)
             .await
             .map_err(PgManagerError::Connect)?;
-        let local_addr = stream
-            .local_addr()
-            .map_err(|source| PgManagerError::Connect(ConnectError::Io { addr, source }))?;
         let tls = self
             .tls
             .clone()
@@ -239,78 +236,54 @@ fn is_fatal(e: &tokio_postgres::Error) -> bool {
     e.is_closed() || by_server || io
 }
 
+/// Methods of [`Client`] that run one statement with parameters, tracked.
+macro_rules! tracked_statements {
+    ($($(#[$doc:meta])* $name:ident -> $output:ty;)*) => {$(
+        $(#[$doc])*
+        pub async fn $name<S>(
+            &mut self,
+            statement: &S,
+            params: &[&(dyn ToSql + Sync)],
+        ) -> Result<$output, tokio_postgres::Error>
+        where
+            S: ?Sized + ToStatement,
+        {
+            let query = self.client.$name(statement, params);
+            self.usage.track(query, is_fatal).await
+        }
+    )*};
+}
+
+/// Methods of [`Client`] that send a query string, tracked.
+macro_rules! tracked_strings {
+    ($($(#[$doc:meta])* $name:ident -> $output:ty;)*) => {$(
+        $(#[$doc])*
+        pub async fn $name(&mut self, query: &str) -> Result<$output, tokio_postgres::Error> {
+            let query = self.client.$name(query);
+            self.usage.track(query, is_fatal).await
+        }
+    )*};
+}
+
 impl PgConnection {
-    /// [`Client::query`], tracked.
-    pub async fn query<S>(
-        &mut self,
-        statement: &S,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, tokio_postgres::Error>
-    where
-        S: ?Sized + ToStatement,
-    {
-        let query = self.client.query(statement, params);
-        self.usage.track(query, is_fatal).await
+    tracked_statements! {
+        /// [`Client::query`], tracked.
+        query -> Vec<Row>;
+        /// [`Client::query_one`], tracked.
+        query_one -> Row;
+        /// [`Client::query_opt`], tracked.
+        query_opt -> Option<Row>;
+        /// [`Client::execute`], tracked.
+        execute -> u64;
     }
 
-    /// [`Client::query_one`], tracked.
-    pub async fn query_one<S>(
-        &mut self,
-        statement: &S,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, tokio_postgres::Error>
-    where
-        S: ?Sized + ToStatement,
-    {
-        let query = self.client.query_one(statement, params);
-        self.usage.track(query, is_fatal).await
-    }
-
-    /// [`Client::query_opt`], tracked.
-    pub async fn query_opt<S>(
-        &mut self,
-        statement: &S,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, tokio_postgres::Error>
-    where
-        S: ?Sized + ToStatement,
-    {
-        let query = self.client.query_opt(statement, params);
-        self.usage.track(query, is_fatal).await
-    }
-
-    /// [`Client::execute`], tracked.
-    pub async fn execute<S>(
-        &mut self,
-        statement: &S,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, tokio_postgres::Error>
-    where
-        S: ?Sized + ToStatement,
-    {
-        let query = self.client.execute(statement, params);
-        self.usage.track(query, is_fatal).await
-    }
-
-    /// [`Client::prepare`], tracked.
-    pub async fn prepare(&mut self, query: &str) -> Result<Statement, tokio_postgres::Error> {
-        let prepare = self.client.prepare(query);
-        self.usage.track(prepare, is_fatal).await
-    }
-
-    /// [`Client::simple_query`], tracked.
-    pub async fn simple_query(
-        &mut self,
-        query: &str,
-    ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
-        let query = self.client.simple_query(query);
-        self.usage.track(query, is_fatal).await
-    }
-
-    /// [`Client::batch_execute`], tracked.
-    pub async fn batch_execute(&mut self, query: &str) -> Result<(), tokio_postgres::Error> {
-        let query = self.client.batch_execute(query);
-        self.usage.track(query, is_fatal).await
+    tracked_strings! {
+        /// [`Client::prepare`], tracked.
+        prepare -> Statement;
+        /// [`Client::simple_query`], tracked.
+        simple_query -> Vec<SimpleQueryMessage>;
+        /// [`Client::batch_execute`], tracked.
+        batch_execute -> ();
     }
 
     /// [`Client::transaction`]: `BEGIN` is tracked. A [`Transaction`]

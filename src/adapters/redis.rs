@@ -38,9 +38,9 @@ use std::net::SocketAddr;
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, Cmd, RedisConnectionInfo, RedisFuture, Value};
 
-use super::driver::{Driver, Usage};
+use super::driver::{Driver, Usage, open_socket};
 use super::env::{EnvAddrError, addr_from_env};
-use crate::tcp::{self, ConnectError, TcpOptions};
+use crate::tcp::{ConnectError, TcpOptions};
 use crate::{Condition, Manager};
 
 /// The environment variable [`RedisManager::from_env`] reads.
@@ -150,12 +150,9 @@ impl Manager for RedisManager {
 
     async fn connect(&self) -> Result<RedisConnection, RedisManagerError> {
         let addr = self.addr;
-        let stream = tcp::connect(addr, &self.tcp)
+        let (stream, local_addr) = open_socket(addr, &self.tcp)
             .await
             .map_err(RedisManagerError::Connect)?;
-        let local_addr = stream
-            .local_addr()
-            .map_err(|source| RedisManagerError::Connect(ConnectError::Io { addr, source }))?;
         let handshake = |source| RedisManagerError::Handshake { addr, source };
         let (conn, driver) =
             MultiplexedConnection::new_with_config(&self.info, stream, self.config.clone())
