@@ -1,128 +1,39 @@
-//! Connecting: socket2 options, connect timeout, the tracked stream.
+//! Connecting: the kernel layer of liveness, and what the transport itself saw.
 //!
-//! STAND-IN (to be replaced by the `tcp` branch): only the contract's
-//! signatures, so the adapters build and test before it lands.
+//! A connection in ESTABLISHED state proves nothing. This module gives the
+//! pool the two cheapest signals about a member, both without any protocol
+//! traffic:
+//!
+//! * **Kernel options** ([`TcpOptions`], [`connect`], [`apply_options`]):
+//!   keepalive and `TCP_USER_TIMEOUT` tuned so the kernel finds a vanished
+//!   peer host in under a minute instead of over two hours, as a backup to the
+//!   pool's in-band heartbeat (which also finds a peer process that is hung
+//!   while its kernel still answers). `TCP_NODELAY` keeps small requests from
+//!   waiting on Nagle's algorithm, and a connect timeout bounds the handshake.
+//! * **Use-time signals** ([`Tracked`], [`socket_state`]): a wrapper that
+//!   records the last read and write and any EOF or error the protocol code
+//!   ran into, and a non-blocking peek that finds an idle socket closed, reset
+//!   or holding bytes nobody asked for. Together they give
+//!   [`Tracked::condition`], which the pool checks on every checkout and return.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), livepool::tcp::ConnectError> {
+//! use livepool::tcp::{connect, TcpOptions, Tracked};
+//! use livepool::Condition;
+//!
+//! let stream = connect("127.0.0.1:6379".parse().unwrap(), &TcpOptions::default()).await?;
+//! let conn = Tracked::new(stream);
+//! assert_eq!(conn.condition(), Condition::Ready);
+//! # Ok(())
+//! # }
+//! ```
 
-use std::fmt;
-use std::io;
-use std::net::SocketAddr;
-use std::time::Duration;
+mod connect;
+mod options;
+mod socket_state;
+mod tracked;
 
-use socket2::{SockRef, TcpKeepalive};
-use tokio::net::TcpStream;
-
-/// How the kernel probes an idle connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Silence before the first probe.
-    pub idle: Duration,
-    /// Time between probes.
-    pub interval: Duration,
-    /// Unanswered probes before the kernel drops the connection.
-    pub retries: u32,
-}
-
-/// How [`connect`] builds a pooled TCP connection.
-#[derive(Clone, Debug)]
-pub struct TcpOptions {
-    /// `TCP_NODELAY`.
-    pub nodelay: bool,
-    /// Kernel keepalive.
-    pub keepalive: Option<Keepalive>,
-    /// `TCP_USER_TIMEOUT`.
-    pub user_timeout: Option<Duration>,
-    /// Longest wait for the handshake.
-    pub connect_timeout: Duration,
-}
-
-impl Default for TcpOptions {
-    fn default() -> Self {
-        TcpOptions {
-            nodelay: true,
-            keepalive: Some(Keepalive {
-                idle: Duration::from_secs(30),
-                interval: Duration::from_secs(5),
-                retries: 3,
-            }),
-            user_timeout: Some(Duration::from_secs(30)),
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Why [`connect`] gave no connection.
-#[derive(Debug)]
-pub enum ConnectError {
-    /// The handshake did not finish in time.
-    TimedOut {
-        /// Where the connection was going.
-        addr: SocketAddr,
-        /// The timeout that ran out.
-        after: Duration,
-    },
-    /// The connect failed.
-    Io {
-        /// Where the connection was going.
-        addr: SocketAddr,
-        /// What the operating system said.
-        source: io::Error,
-    },
-}
-
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectError::TimedOut { addr, after } => {
-                write!(f, "connecting to {addr} timed out after {after:?}")
-            }
-            ConnectError::Io { addr, source } => write!(f, "connecting to {addr} failed: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ConnectError::Io { source, .. } => Some(source),
-            ConnectError::TimedOut { .. } => None,
-        }
-    }
-}
-
-impl From<ConnectError> for io::Error {
-    fn from(e: ConnectError) -> io::Error {
-        let kind = match &e {
-            ConnectError::TimedOut { .. } => io::ErrorKind::TimedOut,
-            ConnectError::Io { source, .. } => source.kind(),
-        };
-        io::Error::new(kind, e)
-    }
-}
-
-/// Opens a TCP connection with `opts` applied.
-pub async fn connect(addr: SocketAddr, opts: &TcpOptions) -> Result<TcpStream, ConnectError> {
-    let stream = match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
-        Err(_) => {
-            return Err(ConnectError::TimedOut {
-                addr,
-                after: opts.connect_timeout,
-            });
-        }
-    };
-    let io_error = |source| ConnectError::Io { addr, source };
-    stream.set_nodelay(opts.nodelay).map_err(io_error)?;
-    let sock = SockRef::from(&stream);
-    if let Some(k) = opts.keepalive {
-        let params = TcpKeepalive::new()
-            .with_time(k.idle)
-            .with_interval(k.interval)
-            .with_retries(k.retries);
-        sock.set_tcp_keepalive(&params).map_err(io_error)?;
-    }
-    #[cfg(target_os = "linux")]
-    sock.set_tcp_user_timeout(opts.user_timeout)
-        .map_err(io_error)?;
-    Ok(stream)
-}
+pub use connect::{ConnectError, connect};
+pub use options::{InvalidOption, Keepalive, TcpOptions, apply_options};
+pub use socket_state::{SocketState, socket_state};
+pub use tracked::Tracked;
