@@ -267,6 +267,9 @@ async fn blackholed_and_reset_members_are_evicted_while_callers_see_no_error() {
         .expect("caller task")
         .expect("the caller saw no error");
     assert!(commands > 0);
+    // A cut path carries no FIN: the server learns the evicted member is
+    // gone once the path heals (or from its own keepalive, much later).
+    proxy.fault_connection(blackholed, Fault::Pass);
     assert_server_matches_pool(&mut admin, &name, &pool).await;
 }
 
