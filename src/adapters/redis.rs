@@ -9,7 +9,7 @@
 //!
 //! Borrowed members are [`RedisConnection`]s, which implement the `redis`
 //! crate's [`ConnectionLike`], so every command API works on them
-//! ([`redis::AsyncCommands`](::redis::AsyncCommands), `cmd.query_async`,
+//! ([`AsyncCommands`](::redis::AsyncCommands), `cmd.query_async`,
 //! pipelines). They remember a command that was cut off (its future dropped
 //! before the reply came) and report the member dirty, so it is evicted rather
 //! than handed to the next caller. The multiplexer itself would match the late
