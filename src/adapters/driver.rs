@@ -1,0 +1,111 @@
+//! What the Redis and PostgreSQL connection wrappers share: the socket made
+//! by [`crate::tcp`], the task that drives it and ends with the member, and
+//! the bookkeeping that notices a command cut off half way.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::Condition;
+use crate::tcp::{self, ConnectError, TcpOptions};
+
+/// Opens the member's socket with livepool's options (keepalive,
+/// `TCP_USER_TIMEOUT`) and notes its local address, by which tests and
+/// operators find the connection in the server's own lists.
+pub(crate) async fn open_socket(
+    addr: SocketAddr,
+    opts: &TcpOptions,
+) -> Result<(TcpStream, SocketAddr), ConnectError> {
+    let stream = tcp::connect(addr, opts).await?;
+    let local_addr = stream
+        .local_addr()
+        .map_err(|source| ConnectError::Io { addr, source })?;
+    Ok((stream, local_addr))
+}
+
+/// How long a client's driver may go on after its member is dropped, to
+/// finish a clean goodbye (PostgreSQL's `Terminate`, flushing what is
+/// queued). A dead or blackholed peer cannot hold it longer than this.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The spawned task that drives one client's socket (redis's multiplexer,
+/// tokio-postgres's `Connection`). It ends with the member: when the
+/// member is dropped the driver gets [`CLOSE_GRACE`] to close cleanly and
+/// is then dropped, socket and all, so no task or server-side session
+/// outlives its member.
+#[derive(Debug)]
+pub(crate) struct Driver {
+    task: JoinHandle<()>,
+    /// Dropped with the member; the task sees the channel close.
+    _member: oneshot::Sender<()>,
+}
+
+impl Driver {
+    /// Spawns `driver` on the current tokio runtime.
+    pub(crate) fn spawn(driver: impl Future<Output = ()> + Send + 'static) -> Driver {
+        let (member, member_gone) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut driver = std::pin::pin!(driver);
+            tokio::select! {
+                () = &mut driver => return,
+                _ = member_gone => {}
+            }
+            let _ = tokio::time::timeout(CLOSE_GRACE, driver).await;
+        });
+        Driver {
+            task,
+            _member: member,
+        }
+    }
+
+    /// True once the driver has stopped: the socket failed, the peer
+    /// closed it, or the server ended the session. The client cannot
+    /// send anything any more.
+    pub(crate) fn has_stopped(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// What a connection wrapper knows from its own commands: whether one is
+/// running (if the member comes back while it is, the command was cut off
+/// and the reply is still owed) and whether one failed in a way that
+/// leaves the connection unusable.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    in_flight: bool,
+    failed: bool,
+}
+
+impl Usage {
+    /// Runs one command, flagged as in flight until it finishes; an error
+    /// that `is_fatal` calls fatal marks the connection broken.
+    pub(crate) async fn track<T, E>(
+        &mut self,
+        command: impl Future<Output = Result<T, E>>,
+        is_fatal: impl FnOnce(&E) -> bool,
+    ) -> Result<T, E> {
+        self.in_flight = true;
+        let result = command.await;
+        self.in_flight = false;
+        if let Err(e) = &result {
+            self.failed |= is_fatal(e);
+        }
+        result
+    }
+
+    /// The cheap check: `Broken` if the driver stopped or a command failed
+    /// fatally, `Dirty` if a command was cut off, else `Ready`.
+    pub(crate) fn condition(&self, driver: &Driver) -> Condition {
+        if self.failed || driver.has_stopped() {
+            Condition::Broken
+        } else if self.in_flight {
+            Condition::Dirty
+        } else {
+            Condition::Ready
+        }
+    }
+}

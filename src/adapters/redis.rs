@@ -1,0 +1,309 @@
+//! A [`Manager`] for Redis over the `redis` crate's multiplexed async
+//! connection (feature `redis`).
+//!
+//! The socket is opened by [`crate::tcp::connect`] (keepalive,
+//! `TCP_USER_TIMEOUT`, connect timeout) and handed to
+//! [`MultiplexedConnection::new_with_config`], which takes any stream; the
+//! multiplexer's driver runs in a task of its own that ends with the member.
+//! The heartbeat is `PING`, and only `PONG` counts as an answer.
+//!
+//! Borrowed members are [`RedisConnection`]s, which implement the `redis`
+//! crate's [`ConnectionLike`], so every command API works on them
+//! ([`AsyncCommands`](::redis::AsyncCommands), `cmd.query_async`,
+//! pipelines). They remember a command that was cut off (its future dropped
+//! before the reply came) and report the member dirty, so it is evicted rather
+//! than handed to the next caller. The multiplexer itself would match the late
+//! reply to the dropped request and stay in step, but the command may still
+//! be running on the server (a blocking `BLPOP`, a `MULTI` left open), so
+//! the connection is not trusted again.
+//!
+//! ```no_run
+//! use livepool::Pool;
+//! use livepool::adapters::redis::RedisManager;
+//! use redis::AsyncCommands;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // LIVEPOOL_REDIS_ADDR, or 127.0.0.1:6379.
+//! let pool = Pool::builder().max_size(8).build(RedisManager::from_env()?)?;
+//! let mut conn = pool.get().await?;
+//! let _: () = conn.set("greeting", "hello").await?;
+//! let greeting: String = conn.get("greeting").await?;
+//! assert_eq!(greeting, "hello");
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::{AsyncConnectionConfig, Cmd, RedisConnectionInfo, RedisFuture, Value};
+
+use super::driver::{Driver, Usage, open_socket};
+use super::env::{EnvAddrError, addr_from_env};
+use crate::tcp::{ConnectError, TcpOptions};
+use crate::{Condition, Manager};
+
+/// The environment variable [`RedisManager::from_env`] reads.
+pub const ADDR_VAR: &str = "LIVEPOOL_REDIS_ADDR";
+
+/// The address [`RedisManager::from_env`] uses when [`ADDR_VAR`] is unset.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    6379,
+));
+
+/// Makes, probes and judges connections to one Redis server.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use livepool::Pool;
+/// use livepool::adapters::redis::RedisManager;
+/// use livepool::tcp::TcpOptions;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = RedisManager::new("127.0.0.1:6379".parse()?)
+///     .tcp_options(TcpOptions::default())
+///     .client_name("checkout-service");
+/// let pool = Pool::builder()
+///     .heartbeat_interval(Duration::from_secs(10))
+///     .build(manager)?;
+/// # drop(pool); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisManager {
+    addr: SocketAddr,
+    tcp: TcpOptions,
+    info: RedisConnectionInfo,
+    config: AsyncConnectionConfig,
+    client_name: Option<String>,
+}
+
+impl fmt::Debug for RedisManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The connection info holds the password: leave it out.
+        f.debug_struct("RedisManager")
+            .field("addr", &self.addr)
+            .field("tcp", &self.tcp)
+            .field("db", &self.info.db())
+            .field("client_name", &self.client_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisManager {
+    /// A manager for the server at `addr`, database 0, no password, with the
+    /// default [`TcpOptions`] and the `redis` crate's default connection
+    /// settings (a response timeout of 500 ms per command).
+    pub fn new(addr: SocketAddr) -> Self {
+        RedisManager {
+            addr,
+            tcp: TcpOptions::default(),
+            info: RedisConnectionInfo::default(),
+            config: AsyncConnectionConfig::new(),
+            client_name: None,
+        }
+    }
+
+    /// A manager for the server named by `LIVEPOOL_REDIS_ADDR`, or
+    /// `127.0.0.1:6379` when it is unset: the way this crate's tests and
+    /// examples find their server.
+    pub fn from_env() -> Result<Self, EnvAddrError> {
+        Ok(Self::new(addr_from_env(ADDR_VAR, DEFAULT_ADDR)?))
+    }
+
+    /// Socket options for every connection (keepalive, `TCP_USER_TIMEOUT`,
+    /// connect timeout).
+    pub fn tcp_options(mut self, tcp: TcpOptions) -> Self {
+        self.tcp = tcp;
+        self
+    }
+
+    /// Database, credentials and protocol version, as the `redis` crate takes
+    /// them; sent in the handshake of every connection.
+    pub fn connection_info(mut self, info: RedisConnectionInfo) -> Self {
+        self.info = info;
+        self
+    }
+
+    /// The `redis` crate's per-connection settings, e.g. its response timeout.
+    pub fn connection_config(mut self, config: AsyncConnectionConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Names every connection with `CLIENT SETNAME`, so `CLIENT LIST` on the
+    /// server shows which pool each connection belongs to.
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = Some(name.into());
+        self
+    }
+
+    /// The server this manager connects to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Manager for RedisManager {
+    type Connection = RedisConnection;
+    type Error = RedisManagerError;
+
+    async fn connect(&self) -> Result<RedisConnection, RedisManagerError> {
+        let addr = self.addr;
+        let (stream, local_addr) = open_socket(addr, &self.tcp)
+            .await
+            .map_err(RedisManagerError::Connect)?;
+        let handshake = |source| RedisManagerError::Handshake { addr, source };
+        let (conn, driver) =
+            MultiplexedConnection::new_with_config(&self.info, stream, self.config.clone())
+                .await
+                .map_err(handshake)?;
+        let mut conn = RedisConnection {
+            conn,
+            driver: Driver::spawn(driver),
+            usage: Usage::default(),
+            local_addr,
+        };
+        if let Some(name) = &self.client_name {
+            ::redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(name)
+                .exec_async(&mut conn)
+                .await
+                .map_err(handshake)?;
+        }
+        Ok(conn)
+    }
+
+    async fn heartbeat(&self, conn: &mut RedisConnection) -> Result<(), RedisManagerError> {
+        let reply = ::redis::cmd("PING")
+            .query_async::<Value>(conn)
+            .await
+            .map_err(RedisManagerError::Heartbeat)?;
+        match reply {
+            Value::SimpleString(s) if s == "PONG" => Ok(()),
+            other => Err(RedisManagerError::UnexpectedPingReply(format!("{other:?}"))),
+        }
+    }
+
+    fn condition(&self, conn: &mut RedisConnection) -> Condition {
+        conn.condition()
+    }
+}
+
+/// A pooled Redis connection: the `redis` crate's multiplexed connection,
+/// the task driving it, and what its own commands have shown.
+///
+/// Use it as any `redis` async connection (it implements [`ConnectionLike`]);
+/// the pool reads [`condition`](Self::condition) when it comes back.
+pub struct RedisConnection {
+    conn: MultiplexedConnection,
+    driver: Driver,
+    usage: Usage,
+    local_addr: SocketAddr,
+}
+
+impl RedisConnection {
+    /// The local end of the socket, to find this connection in the server's
+    /// `CLIENT LIST` (its `addr` field) or in a proxy's connection list.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// True once the multiplexer's driver has stopped (the server closed the
+    /// connection, the socket failed): no command can succeed any more.
+    pub fn is_closed(&self) -> bool {
+        self.driver.has_stopped()
+    }
+
+    /// What the pool checks on checkout and return, without I/O: `Broken`
+    /// if the driver stopped or a command failed with a connection error,
+    /// `Dirty` if a command was cut off before its reply, else `Ready`.
+    pub fn condition(&self) -> Condition {
+        self.usage.condition(&self.driver)
+    }
+}
+
+impl fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("local_addr", &self.local_addr)
+            .field("condition", &self.condition())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors after which the connection cannot be trusted: the socket is gone,
+/// or a reply did not come in time and may still arrive.
+fn is_fatal(e: &::redis::RedisError) -> bool {
+    e.is_unrecoverable_error() || e.is_timeout() || e.is_io_error()
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let RedisConnection { conn, usage, .. } = self;
+        Box::pin(usage.track(conn.send_packed_command(cmd), is_fatal))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a ::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let RedisConnection { conn, usage, .. } = self;
+        Box::pin(usage.track(conn.send_packed_commands(cmd, offset, count), is_fatal))
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
+/// Why a Redis connect or heartbeat failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RedisManagerError {
+    /// The TCP connection could not be opened.
+    Connect(ConnectError),
+    /// The server did not accept the connection's setup (`HELLO`, `AUTH`,
+    /// `SELECT`, `CLIENT SETNAME`).
+    Handshake {
+        /// The server.
+        addr: SocketAddr,
+        /// What the `redis` crate said.
+        source: ::redis::RedisError,
+    },
+    /// `PING` failed: the connection is closed, timed out, or the server
+    /// answered with an error (e.g. `LOADING`, `NOAUTH`).
+    Heartbeat(::redis::RedisError),
+    /// `PING` was answered with something other than `PONG`: the stream is
+    /// out of step, or this is not the server it should be.
+    UnexpectedPingReply(String),
+}
+
+impl fmt::Display for RedisManagerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisManagerError::Connect(e) => write!(f, "could not connect to Redis: {e}"),
+            RedisManagerError::Handshake { addr, source } => {
+                write!(f, "Redis at {addr} refused the connection setup: {source}")
+            }
+            RedisManagerError::Heartbeat(e) => write!(f, "Redis heartbeat (PING) failed: {e}"),
+            RedisManagerError::UnexpectedPingReply(reply) => {
+                write!(f, "Redis answered PING with {reply} instead of PONG")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RedisManagerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RedisManagerError::Connect(e) => Some(e),
+            RedisManagerError::Handshake { source, .. } => Some(source),
+            RedisManagerError::Heartbeat(e) => Some(e),
+            RedisManagerError::UnexpectedPingReply(_) => None,
+        }
+    }
+}
