@@ -200,6 +200,15 @@ impl TcpOptions {
 }
 
 /// A [`TcpOptions`] value the kernel would reject (or silently misread).
+///
+/// ```
+/// use std::time::Duration;
+/// use livepool::tcp::{InvalidOption, Keepalive, TcpOptions};
+///
+/// let opts = TcpOptions::default()
+///     .with_keepalive(Keepalive::new(Duration::from_secs(30), Duration::from_secs(5), 0));
+/// assert_eq!(opts.validate(), Err(InvalidOption::KeepaliveRetries(0)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidOption {
