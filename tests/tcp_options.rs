@@ -1,5 +1,10 @@
 //! `tcp::connect` and `apply_options`: every option read back from a real
 //! loopback socket with getsockopt, the typed errors, and the connect timeout.
+//!
+//! Linux only: the read-back of `TCP_USER_TIMEOUT`, the kernel limits and the
+//! full-accept-queue trick used to make a connect hang are Linux behaviour.
+
+#![cfg(target_os = "linux")]
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;

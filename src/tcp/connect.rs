@@ -51,6 +51,18 @@ fn configured_socket(addr: SocketAddr, opts: &TcpOptions) -> std::io::Result<Tcp
 
 /// Why [`connect`] gave no connection. Each variant names the address, so a
 /// pool with several upstreams can say which one failed.
+///
+/// ```no_run
+/// # async fn demo() {
+/// use livepool::tcp::{connect, ConnectError, TcpOptions};
+///
+/// match connect("127.0.0.1:5432".parse().unwrap(), &TcpOptions::default()).await {
+///     Ok(_stream) => {}
+///     Err(ConnectError::TimedOut { addr, after }) => eprintln!("{addr}: no answer in {after:?}"),
+///     Err(other) => eprintln!("{other}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConnectError {

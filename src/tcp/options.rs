@@ -31,8 +31,9 @@ const MAX_USER_TIMEOUT_MILLIS: u128 = i32::MAX as u128;
 /// still answers; that is the in-band heartbeat's job.
 ///
 /// The default (30 s idle, then 3 probes 5 s apart) declares a silent peer
-/// dead about 45 s after its last sign of life, even with heartbeats turned
-/// off. Linux's own default (7200 s, 9 × 75 s) takes over two hours. The kernel
+/// dead at most 45 s after its last sign of life, even with heartbeats turned
+/// off (about 35 s alongside the default `TCP_USER_TIMEOUT`, see
+/// [`TcpOptions::user_timeout`]). Linux's own default (7200 s, 9 × 75 s) takes over two hours. The kernel
 /// counts these in whole seconds; fractions are rounded up.
 ///
 /// ```
@@ -200,6 +201,15 @@ impl TcpOptions {
 }
 
 /// A [`TcpOptions`] value the kernel would reject (or silently misread).
+///
+/// ```
+/// use std::time::Duration;
+/// use livepool::tcp::{InvalidOption, Keepalive, TcpOptions};
+///
+/// let opts = TcpOptions::default()
+///     .with_keepalive(Keepalive::new(Duration::from_secs(30), Duration::from_secs(5), 0));
+/// assert_eq!(opts.validate(), Err(InvalidOption::KeepaliveRetries(0)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidOption {

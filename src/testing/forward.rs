@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::fault::Fault;
-use super::proxy::reset;
 use super::registry::Registration;
+use super::sockets::close_with_reset;
 
 /// Largest single read; together with `QUEUE_CHUNKS` this bounds the bytes
 /// held per direction (256 KiB).
@@ -69,11 +69,11 @@ pub(crate) async fn serve(
             Ok(Ok(upstream)) => upstream,
             Ok(Err(error)) => {
                 tracing::debug!(%error, %upstream_addr, "fault proxy: upstream connect failed");
-                return reset(client);
+                return close_with_reset(client);
             }
             Err(_elapsed) => {
                 tracing::debug!(%upstream_addr, "fault proxy: upstream connect timed out");
-                return reset(client);
+                return close_with_reset(client);
             }
         },
         ending = ending_fault(&mut fault) => return end_client(client, ending, registration).await,
@@ -100,8 +100,8 @@ pub(crate) async fn serve(
     match ending {
         Ending::Finished => {}
         Ending::Failed => {
-            reset(upstream);
-            reset(client);
+            close_with_reset(upstream);
+            close_with_reset(client);
         }
         Ending::Fault(ending) => {
             drop(upstream);
@@ -125,7 +125,7 @@ async fn ending_fault(fault: &mut watch::Receiver<Fault>) -> Fault {
 async fn end_client(mut client: TcpStream, ending: Fault, registration: Registration) {
     drop(registration);
     if ending != Fault::Close {
-        return reset(client);
+        return close_with_reset(client);
     }
     if client.shutdown().await.is_err() {
         return;

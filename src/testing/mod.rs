@@ -24,10 +24,10 @@
 
 mod fault;
 mod forward;
-mod pair;
 mod proxy;
 mod registry;
+mod sockets;
 
 pub use fault::Fault;
-pub use pair::loopback_pair;
 pub use proxy::{FaultProxy, ProxyConnection};
+pub use sockets::{close_with_reset, loopback_pair};

@@ -4,14 +4,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use socket2::SockRef;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::fault::Fault;
 use super::forward::serve;
 use super::registry::{Admission, Registry};
+use super::sockets::close_with_reset;
 
 /// How long the accept loop rests after a failed accept (e.g. out of file
 /// descriptors), so it does not spin.
@@ -180,7 +180,7 @@ async fn accept_loop(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((client, client_addr)) => match registry.admit(client_addr) {
-                    Admission::Refuse => reset(client),
+                    Admission::Refuse => close_with_reset(client),
                     Admission::Admit(registration, fault) => {
                         connections.spawn(serve(client, upstream, fault, registration));
                     }
@@ -193,12 +193,4 @@ async fn accept_loop(
         }
     }
     connections.shutdown().await;
-}
-
-/// Closes `stream` with RST instead of FIN (`SO_LINGER` 0).
-pub(crate) fn reset(stream: TcpStream) {
-    if let Err(error) = SockRef::from(&stream).set_linger(Some(Duration::ZERO)) {
-        tracing::debug!(%error, "fault proxy: could not arm RST; closing normally");
-    }
-    drop(stream);
 }
