@@ -19,6 +19,8 @@ mod sentinel;
 mod shared;
 mod status;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,31 +138,48 @@ impl<M: Manager> Pool<M> {
     /// met on the way are evicted and the next one tried. Dropping the future
     /// at any point leaks nothing.
     pub async fn get(&self) -> Result<Pooled<M>, Error<M::Error>> {
-        self.checkout(Queue::Wait).await
+        // Built before the await, so nothing of the fast path's lives in
+        // this future's state.
+        let slow = match self.shared().checkout_fast(Queue::Wait) {
+            Fast::Done(pooled) => return Ok(pooled),
+            Fast::Fail(e) => return Err(e),
+            Fast::Slow(next, attempt) => self.slow(Queue::Wait, next, attempt),
+        };
+        slow.await
     }
 
     /// Like [`get`](Self::get) but never queues: fails with
     /// [`Error::Exhausted`] when every member is in use and the pool is full.
     /// It may still connect or probe, bounded by their timeouts.
     pub async fn try_get(&self) -> Result<Pooled<M>, Error<M::Error>> {
-        self.checkout(Queue::Never).await
+        // Built before the await, so nothing of the fast path's lives in
+        // this future's state.
+        let slow = match self.shared().checkout_fast(Queue::Never) {
+            Fast::Done(pooled) => return Ok(pooled),
+            Fast::Fail(e) => return Err(e),
+            Fast::Slow(next, attempt) => self.slow(Queue::Never, next, attempt),
+        };
+        slow.await
     }
 
-    /// The fast path runs with no span (it cannot wait, fail slowly or log);
-    /// everything that can await runs inside a `checkout` span.
-    #[inline]
-    async fn checkout(&self, queue: Queue) -> Result<Pooled<M>, Error<M::Error>> {
+    /// Everything that can await (probe, connect, queue, retry), inside a
+    /// `checkout` span. Boxed: that state is large, and keeping it out of
+    /// line keeps the `get()` future small and cheap to move on the fast
+    /// path, which runs with no span, no clock read and no timer. The slow
+    /// path awaits I/O or a queue anyway, next to which one allocation is
+    /// nothing.
+    fn slow(
+        &self,
+        queue: Queue,
+        next: Option<checkout::Next<M::Connection>>,
+        attempt: checkout::Attempt<M::Error>,
+    ) -> Pin<Box<dyn Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_>> {
         let shared = self.shared();
-        match shared.checkout_fast(queue) {
-            Fast::Done(pooled) => Ok(pooled),
-            Fast::Fail(e) => Err(e),
-            Fast::Slow(next, attempt) => {
-                shared
-                    .checkout_slow(queue, next, attempt)
-                    .instrument(tracing::debug_span!("checkout", pool = %shared.config.name))
-                    .await
-            }
-        }
+        Box::pin(
+            shared
+                .checkout_slow(queue, next, attempt)
+                .instrument(tracing::debug_span!("checkout", pool = %shared.config.name)),
+        )
     }
 
     /// A snapshot of counts and counters, taken under the pool's lock.
