@@ -173,7 +173,7 @@ impl<M: Manager> Pool<M> {
         queue: Queue,
         next: Option<checkout::Next<M::Connection>>,
         attempt: checkout::Attempt<M::Error>,
-    ) -> Pin<Box<dyn Future<Output = Result<Pooled<M>, Error<M::Error>>> + Send + '_>> {
+    ) -> SlowCheckout<'_, M> {
         let shared = self.shared();
         Box::pin(
             shared
@@ -208,6 +208,10 @@ impl<M: Manager> Pool<M> {
         &self.shared().manager
     }
 }
+
+/// The slow path of a checkout, boxed (see `Pool::slow`).
+type SlowCheckout<'a, M> =
+    Pin<Box<dyn Future<Output = Result<Pooled<M>, Error<<M as Manager>::Error>>> + Send + 'a>>;
 
 /// Sets a pool up; every setting has a default (see [`Config`]).
 #[derive(Debug, Clone, Default)]
