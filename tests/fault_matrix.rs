@@ -19,8 +19,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use fault_support::callers::Callers;
 use fault_support::{
-    HEARTBEAT_INTERVAL, MAX_SIZE, PATIENCE, REQUEST_TIMEOUT, Rig, WAIT_TIMEOUT, bind, builder,
-    checked_status, detection_bound, failures_since, sockets, time_to_evictions, wait_until,
+    HEARTBEAT_INTERVAL, MAX_SIZE, PATIENCE, REQUEST_TIMEOUT, Rig, WAIT_TIMEOUT, bind, borrow,
+    builder, checked_status, detection_bound, echo, failures_since, sockets, time_to_evictions,
+    wait_until,
 };
 use livepool::protocol::{ClientError, ServerMode};
 use livepool::tcp::ConnectError;
@@ -296,16 +297,7 @@ async fn f08_connect_refused_backs_off_and_says_why_then_recovers() {
     // Recovery once the server is back.
     rig.server = bind(addr).await;
     rig.wait_full().await;
-    let mut conn = timeout(PATIENCE, rig.pool.get())
-        .await
-        .expect("get answers in time")
-        .expect("get succeeds once the server is back");
-    let reply = timeout(PATIENCE, conn.call(Bytes::from_static(b"back")))
-        .await
-        .expect("call answers in time")
-        .expect("call succeeds");
-    assert_eq!(reply, "back");
-    drop(conn);
+    echo(&mut *borrow(&rig.pool).await, "back").await;
     rig.assert_recovered().await;
     rig.teardown().await;
 }
@@ -315,10 +307,7 @@ async fn f09_member_returned_after_a_cancelled_request_is_evicted_dirty() {
     let rig = Rig::through_proxy(builder("f09-dirty")).await;
     rig.wait_full().await;
     let callers = Callers::start(&rig.pool, CALLERS, get_limit());
-    let mut conn = timeout(PATIENCE, rig.pool.get())
-        .await
-        .expect("get answers in time")
-        .expect("get succeeds");
+    let mut conn = borrow(&rig.pool).await;
     rig.server
         .set_mode(ServerMode::Slow(Duration::from_millis(400)));
     let cut_short = timeout(
@@ -383,11 +372,7 @@ async fn f11_close_wakes_waiters_and_closes_borrowed_members_on_return() {
     rig.wait_full().await;
     let mut borrowed = Vec::new();
     for _ in 0..MAX_SIZE {
-        let conn = timeout(PATIENCE, rig.pool.get())
-            .await
-            .expect("get answers in time")
-            .expect("get succeeds");
-        borrowed.push(conn);
+        borrowed.push(borrow(&rig.pool).await);
     }
     let waiters: Vec<_> = (0..3)
         .map(|_| {

@@ -15,7 +15,8 @@ pub mod sockets;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use livepool::protocol::{RpcManager, Server, ServerHandle};
+use bytes::Bytes;
+use livepool::protocol::{RpcConnection, RpcManager, Server, ServerHandle};
 use livepool::tcp::TcpOptions;
 use livepool::testing::FaultProxy;
 use livepool::{Builder, EvictReason, Evictions, Pool, Pooled, Status};
@@ -162,11 +163,7 @@ impl Rig {
         self.wait_full().await;
         let mut held = Vec::new();
         for _ in 0..MAX_SIZE {
-            let conn = timeout(PATIENCE, self.pool.get())
-                .await
-                .expect("get a member within 5 s")
-                .expect("get a member from a full, healthy pool");
-            held.push(conn);
+            held.push(borrow(&self.pool).await);
         }
         let first = &held[0];
         let member = Pooled::id(first);
@@ -205,12 +202,8 @@ impl Rig {
     pub async fn assert_recovered(&self) {
         self.wait_full().await;
         let mut held = Vec::new();
-        for i in 0..MAX_SIZE {
-            match timeout(PATIENCE, self.pool.get()).await {
-                Ok(Ok(conn)) => held.push(conn),
-                Ok(Err(e)) => panic!("member {i} of {MAX_SIZE}: get failed: {e}"),
-                Err(_) => panic!("member {i} of {MAX_SIZE}: get hung; a permit leaked?"),
-            }
+        for _ in 0..MAX_SIZE {
+            held.push(borrow(&self.pool).await);
         }
         let s = checked_status(&self.pool);
         assert_eq!((s.size, s.in_use), (MAX_SIZE, MAX_SIZE), "{s:?}");
@@ -222,11 +215,7 @@ impl Rig {
             ),
         }
         for conn in &mut held {
-            let reply = timeout(PATIENCE, conn.call(bytes::Bytes::from_static(b"after")))
-                .await
-                .expect("a call on a recovered member answers in time")
-                .expect("a call on a recovered member succeeds");
-            assert_eq!(reply, "after");
+            echo(conn, "after").await;
         }
         drop(held);
         self.wait_full().await;
@@ -276,6 +265,24 @@ impl Rig {
             settled.is_ok(),
             "sockets still open on ports {ports:?} after teardown: {left:?}"
         );
+    }
+}
+
+/// Borrows a member; the test fails if `get` errors or takes over [`PATIENCE`].
+pub async fn borrow(pool: &Pool<RpcManager>) -> Pooled<RpcManager> {
+    match timeout(PATIENCE, pool.get()).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => panic!("get failed: {e} ({e:?})"),
+        Err(_) => panic!("get hung past {PATIENCE:?}"),
+    }
+}
+
+/// One call that must come back, in time, with its own body.
+pub async fn echo(conn: &mut RpcConnection, body: &'static str) {
+    match timeout(PATIENCE, conn.call(Bytes::from_static(body.as_bytes()))).await {
+        Ok(Ok(reply)) => assert_eq!(reply, body, "the echo server answered something else"),
+        Ok(Err(e)) => panic!("call {body:?} failed: {e} ({e:?})"),
+        Err(_) => panic!("call {body:?} hung past {PATIENCE:?}"),
     }
 }
 
