@@ -426,3 +426,139 @@ async fn f11_close_wakes_waiters_and_closes_borrowed_members_on_return() {
     .await;
     rig.teardown().await;
 }
+
+/// A manager for a line protocol (`PING` → `PONG`, `GET k` → `VALUE k`) that,
+/// like most real clients, keeps no request bookkeeping of its own and trusts
+/// the pool's default `condition()`: what the pool's promise "a heartbeat cut
+/// off half way is evicted" (see `Manager::heartbeat`) exists for.
+mod line {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use livepool::Manager;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
+
+    pub struct LineManager(pub SocketAddr);
+
+    impl Manager for LineManager {
+        type Connection = BufReader<TcpStream>;
+        type Error = std::io::Error;
+
+        async fn connect(&self) -> std::io::Result<BufReader<TcpStream>> {
+            Ok(BufReader::new(TcpStream::connect(self.0).await?))
+        }
+
+        async fn heartbeat(&self, conn: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+            match request(conn, "PING").await?.as_str() {
+                "PONG" => Ok(()),
+                other => Err(std::io::Error::other(format!(
+                    "heartbeat answered {other:?}"
+                ))),
+            }
+        }
+    }
+
+    /// Writes one line, reads one line.
+    pub async fn request(conn: &mut BufReader<TcpStream>, line: &str) -> std::io::Result<String> {
+        conn.get_mut()
+            .write_all(format!("{line}\n").as_bytes())
+            .await?;
+        let mut answer = String::new();
+        if conn.read_line(&mut answer).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(answer.trim_end().to_owned())
+    }
+
+    /// Serves the line protocol; answers the next `PING` after `slow_ping`
+    /// is set 300 ms late (a GC pause), in order, like any real server.
+    pub async fn serve() -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let slow_ping = Arc::new(AtomicBool::new(false));
+        let slow = Arc::clone(&slow_ping);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let slow = Arc::clone(&slow);
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    let mut line = String::new();
+                    while matches!(stream.read_line(&mut line).await, Ok(1..)) {
+                        let answer = match line.trim_end() {
+                            "PING" => {
+                                if slow.swap(false, Ordering::SeqCst) {
+                                    tokio::time::sleep(Duration::from_millis(300)).await;
+                                }
+                                "PONG\n".to_owned()
+                            }
+                            other => format!("VALUE {}\n", other.trim_start_matches("GET ")),
+                        };
+                        line.clear();
+                        if stream.get_mut().write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, slow_ping, task)
+    }
+}
+
+/// Pool bug: with `heartbeat_failures` above 1, a heartbeat that timed out is
+/// kept as a suspect and re-probed on the same stream, although its reply may
+/// still be on the way. The re-probe reads the late `PONG` of the first
+/// heartbeat and passes; the member goes back to the idle set with the
+/// re-probe's own `PONG` in flight, and the next caller reads `PONG` as the
+/// answer to its `GET` (invariant 5). A timed-out heartbeat must evict at
+/// once whatever `heartbeat_failures` says (only an error answer that leaves
+/// the stream in step may be retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "pool bug: a timed-out heartbeat is re-probed instead of evicted when heartbeat_failures > 1"]
+async fn f05b_a_timed_out_heartbeat_evicts_even_when_more_failures_are_allowed() {
+    use std::sync::atomic::Ordering;
+
+    let (addr, slow_ping, server) = line::serve().await;
+    let pool = livepool::Pool::builder()
+        .name("f05b-late-pong")
+        .max_size(1)
+        .min_idle(1)
+        .heartbeat_interval(HEARTBEAT_INTERVAL)
+        .heartbeat_timeout(fault_support::HEARTBEAT_TIMEOUT)
+        .heartbeat_failures(2)
+        .build(line::LineManager(addr))
+        .unwrap();
+    wait_until("the pool to fill", PATIENCE, || pool.status().idle == 1).await;
+    slow_ping.store(true, Ordering::SeqCst);
+    wait_until("a heartbeat to time out", PATIENCE, || {
+        pool.status().counters.probes_failed >= 1
+    })
+    .await;
+    // Past the re-probe of a suspect (retried after one heartbeat timeout).
+    sleep(fault_support::HEARTBEAT_TIMEOUT * 3).await;
+    let mut conn = timeout(PATIENCE, pool.get())
+        .await
+        .expect("get answers in time")
+        .expect("get succeeds");
+    let answer = timeout(PATIENCE, line::request(&mut conn, "GET a"))
+        .await
+        .expect("the server answers in time")
+        .expect("the request succeeds");
+    let status = pool.status();
+    assert_eq!(
+        answer, "VALUE a",
+        "a caller read another request's answer: {status:?}"
+    );
+    assert_eq!(
+        status.counters.evicted.get(EvictReason::ProbeTimedOut),
+        1,
+        "{status:?}"
+    );
+    drop(conn);
+    pool.close();
+    server.abort();
+}
