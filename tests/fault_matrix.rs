@@ -518,7 +518,6 @@ mod line {
 /// once whatever `heartbeat_failures` says (only an error answer that leaves
 /// the stream in step may be retried).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "pool bug: a timed-out heartbeat is re-probed instead of evicted when heartbeat_failures > 1"]
 async fn f05b_a_timed_out_heartbeat_evicts_even_when_more_failures_are_allowed() {
     use std::sync::atomic::Ordering;
 

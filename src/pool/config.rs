@@ -47,8 +47,10 @@ pub struct Config {
     pub heartbeat_interval: Option<Duration>,
     /// Heartbeats spread over this fraction of the interval (0.0 to 0.5).
     pub heartbeat_jitter: f64,
-    /// Consecutive failed heartbeats that evict a member. A suspect member is
-    /// never handed out while it is re-probed.
+    /// Consecutive heartbeats answered with an error that evict a member. A
+    /// suspect member is never handed out while it is re-probed. A heartbeat
+    /// that times out evicts at once whatever this says: its answer may still
+    /// arrive, and the stream is out of step.
     pub heartbeat_failures: u32,
     /// Heartbeats in flight at once, per pool.
     pub max_concurrent_probes: usize,

@@ -326,7 +326,11 @@ impl<M: Manager> Shared<M> {
                         tracing::error!(pool = %pool, member = id, failures, reason = reason_name, "Manager::heartbeat panicked")
                     }
                 }
-                if member.failures >= self.config.heartbeat_failures {
+                // Only a heartbeat that answered with an error may be retried:
+                // one cut off by its timeout (or a panic) may still be answered
+                // on this stream, which is then out of step, so it goes at once.
+                let out_of_step = !matches!(error, Failure::Error(_));
+                if out_of_step || member.failures >= self.config.heartbeat_failures {
                     log_eviction(&self.config.name, member.id, reason);
                     self.vacate(Held::Probing, |c| {
                         c.probes_failed += 1;
