@@ -4,21 +4,21 @@
 
 #![cfg(all(feature = "deadpool", feature = "redis"))]
 
+mod adapter_support;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use adapter_support::{SLACK, builder, return_and_watch_it_heartbeat, wait_for_status};
 
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 use livepool::adapters::deadpool::{DeadpoolManager, DeadpoolManagerError};
 use livepool::adapters::redis::{ADDR_VAR, DEFAULT_ADDR};
 use livepool::testing::{Fault, FaultProxy};
-use livepool::{Cause, EvictReason, Manager, Pool, Status};
+use livepool::{Cause, EvictReason, Manager};
 use redis::aio::MultiplexedConnection;
-use tokio::time::{sleep, timeout};
-
-const INTERVAL: Duration = Duration::from_millis(200);
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(150);
-const SLACK: Duration = Duration::from_secs(5);
+use tokio::time::timeout;
 
 /// A deadpool manager for Redis, as a user of deadpool would have it.
 struct RedisDeadpool {
@@ -71,34 +71,6 @@ async fn server_addr() -> SocketAddr {
     }
 }
 
-fn builder() -> livepool::Builder {
-    Pool::builder()
-        .max_size(4)
-        .wait_timeout(Duration::from_secs(5))
-        .heartbeat_interval(INTERVAL)
-        .heartbeat_timeout(HEARTBEAT_TIMEOUT)
-        .heartbeat_jitter(0.0)
-}
-
-async fn wait_for_status<M: Manager>(
-    pool: &Pool<M>,
-    what: &str,
-    done: impl Fn(&Status) -> bool,
-) -> Status {
-    let start = Instant::now();
-    loop {
-        let status = pool.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            start.elapsed() < SLACK,
-            "{what}: not within {SLACK:?}: {status:?}"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn recycle_becomes_the_background_heartbeat() {
     let addr = server_addr().await;
@@ -113,10 +85,7 @@ async fn recycle_becomes_the_background_heartbeat() {
         .expect("ECHO");
     assert_eq!(echoed, "through deadpool's manager");
     assert_eq!(conn.metrics().recycle_count, 0);
-    drop(conn);
-
-    let status = wait_for_status(&pool, "two heartbeats", |s| s.counters.probes_ok >= 2).await;
-    assert_eq!(status.counters.evicted.total(), 0, "{status:?}");
+    return_and_watch_it_heartbeat(&pool, conn).await;
     // The metrics deadpool's recycle reads are kept as deadpool keeps them.
     let conn = pool.get().await.expect("borrow");
     assert!(conn.metrics().recycle_count >= 2, "{:?}", conn.metrics());

@@ -7,22 +7,20 @@
 
 #![cfg(feature = "postgres")]
 
+mod adapter_support;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use livepool::adapters::postgres::{ADDR_VAR, PgManager, PgManagerError};
-use livepool::testing::{Fault, FaultProxy};
-use livepool::{Cause, Condition, EvictReason, Pool, Pooled, Status};
-use tokio::time::{sleep, timeout};
+use adapter_support::{
+    SLACK, blackhole_and_reset_idle_members, builder, kill_an_idle_member_on_the_server,
+    return_and_watch_it_heartbeat, return_cut_off_member, unique_name,
+};
+use livepool::adapters::postgres::{ADDR_VAR, PgConnection, PgManager, PgManagerError};
+use livepool::testing::FaultProxy;
+use livepool::{Cause, Condition};
+use tokio::time::timeout;
 use tokio_postgres::{Client, NoTls};
-
-const INTERVAL: Duration = Duration::from_millis(200);
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(150);
-/// Bound on every wait for something the pool or the server should do
-/// within an interval or two: generous, the machine is shared.
-const SLACK: Duration = Duration::from_secs(5);
 
 fn manager() -> PgManager {
     PgManager::from_env().unwrap_or_else(|e| panic!("{e}"))
@@ -53,26 +51,6 @@ async fn admin() -> Client {
     client
 }
 
-/// An `application_name` no other test (or run) uses.
-fn unique_name(test: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "livepool-{test}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn builder() -> livepool::Builder {
-    Pool::builder()
-        .max_size(4)
-        .wait_timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(2))
-        .heartbeat_interval(INTERVAL)
-        .heartbeat_timeout(HEARTBEAT_TIMEOUT)
-        .heartbeat_jitter(0.0)
-}
-
 /// How many sessions the server lists under `name`.
 async fn server_count(admin: &Client, name: &str) -> usize {
     let row = admin
@@ -85,42 +63,12 @@ async fn server_count(admin: &Client, name: &str) -> usize {
     row.get::<_, i64>(0) as usize
 }
 
-/// Waits (bounded by `SLACK`) until `done` holds for the pool's status.
-async fn wait_for_status(
-    pool: &Pool<PgManager>,
-    what: &str,
-    done: impl Fn(&Status) -> bool,
-) -> Status {
-    let start = Instant::now();
-    loop {
-        let status = pool.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            start.elapsed() < SLACK,
-            "{what}: not within {SLACK:?}: {status:?}"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits (bounded by `SLACK`) until the server lists exactly as many sessions
-/// under `name` as the pool holds members.
-async fn assert_server_matches_pool(admin: &Client, name: &str, pool: &Pool<PgManager>) {
-    let start = Instant::now();
-    loop {
-        let members = pool.status().size;
-        let listed = server_count(admin, name).await;
-        if listed == members {
-            return;
-        }
-        assert!(
-            start.elapsed() < SLACK,
-            "server lists {listed} sessions named {name}, the pool holds {members}"
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+/// The server process serving `conn`'s session.
+async fn backend_pid(conn: &mut PgConnection) -> i32 {
+    conn.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pg_backend_pid")
+        .get(0)
 }
 
 #[tokio::test]
@@ -140,14 +88,8 @@ async fn borrows_runs_a_query_returns_and_heartbeats_idle_members() {
     assert_eq!(row.get::<_, i32>(0), 42);
     assert_eq!(row.get::<_, String>(1), name);
     assert_eq!(server_count(&admin, &name).await, 1);
-    drop(conn);
-
-    let status = pool.status();
-    assert_eq!((status.idle, status.in_use), (1, 0), "{status:?}");
     // Idle for a few intervals: the sentinel sends empty queries, and it stays.
-    let status = wait_for_status(&pool, "two heartbeats", |s| s.counters.probes_ok >= 2).await;
-    assert_eq!(status.counters.evicted.total(), 0, "{status:?}");
-    assert_eq!(status.idle, 1);
+    return_and_watch_it_heartbeat(&pool, conn).await;
 }
 
 #[tokio::test]
@@ -161,17 +103,11 @@ async fn a_query_cut_off_half_way_evicts_the_member() {
     let sleeping = conn.simple_query("SELECT pg_sleep(1)");
     assert!(timeout(Duration::from_millis(50), sleeping).await.is_err());
     assert_eq!(conn.condition(), Condition::Dirty);
-    drop(conn);
-
-    let status = pool.status();
-    assert_eq!(
-        status.counters.evicted.get(EvictReason::Dirty),
-        1,
-        "{status:?}"
-    );
-    assert_eq!(status.size, 0);
-    // Its session goes with it, cut-off query and all.
-    assert_server_matches_pool(&admin, &name, &pool).await;
+    // Its server-side session goes with it, cut-off command and all.
+    return_cut_off_member(&pool, conn, &name, async || {
+        server_count(&admin, &name).await
+    })
+    .await;
     // A finished query leaves the member clean.
     let mut conn = pool.get().await.expect("borrow");
     conn.batch_execute("SELECT 1").await.expect("query");
@@ -189,90 +125,25 @@ async fn blackholed_and_reset_members_are_evicted_while_callers_see_no_error() {
         .build(PgManager::new(proxy.addr(), config))
         .unwrap();
 
-    // Three members; `hot` is returned last, so LIFO keeps handing it to the
-    // caller below while the two cold ones sit idle.
-    let (cold_a, cold_b, hot) = (
-        pool.get().await.unwrap(),
-        pool.get().await.unwrap(),
-        pool.get().await.unwrap(),
-    );
-    let proxy_id = |conn: &Pooled<PgManager>| {
-        let addr = conn.local_addr();
-        proxy
-            .connections()
-            .into_iter()
-            .find(|c| c.client_addr == addr)
-            .map(|c| c.id)
-            .expect("the proxy lists every member")
-    };
-    let (blackholed, reset) = (proxy_id(&cold_a), proxy_id(&cold_b));
-    drop(cold_a);
-    drop(cold_b);
-    drop(hot);
-    assert_server_matches_pool(&admin, &name, &pool).await;
-
-    // A caller runs queries back to back for the whole episode.
-    let stop = Arc::new(AtomicBool::new(false));
-    let caller = tokio::spawn({
-        let (pool, stop) = (pool.clone(), Arc::clone(&stop));
-        async move {
-            let mut done = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let mut conn = pool.get().await.map_err(|e| format!("get: {e}"))?;
-                let row = conn
-                    .query_one("SELECT $1::int8 + 1", &[&(done as i64)])
-                    .await
-                    .map_err(|e| format!("query: {e}"))?;
-                done = row.get::<_, i64>(0) as u64;
-                drop(conn);
-                tokio::task::yield_now().await;
+    blackhole_and_reset_idle_members(
+        &pool,
+        &proxy,
+        &name,
+        PgConnection::local_addr,
+        async || server_count(&admin, &name).await,
+        async |conn: &mut PgConnection, before| {
+            let row = conn
+                .query_one("SELECT $1::int8 + 1", &[&(before as i64)])
+                .await
+                .map_err(|e| format!("query: {e}"))?;
+            let answer = row.get::<_, i64>(0);
+            if answer != before as i64 + 1 {
+                return Err(format!("the server says {before} + 1 = {answer}"));
             }
-            Ok::<u64, String>(done)
-        }
-    });
-
-    let before = pool.status().counters.evicted;
-    let faulted = Instant::now();
-    assert!(proxy.fault_connection(blackholed, Fault::Blackhole));
-    assert!(proxy.fault_connection(reset, Fault::Reset));
-    let status = wait_for_status(&pool, "both faulted members evicted", |s| {
-        s.counters.evicted.total() - before.total() >= 2
-    })
+            Ok(())
+        },
+    )
     .await;
-    let took = faulted.elapsed();
-    // Detection within interval + timeout; the rest is slack for a busy machine.
-    assert!(
-        took < INTERVAL + HEARTBEAT_TIMEOUT + Duration::from_secs(2),
-        "took {took:?}"
-    );
-    let evicted = status.counters.evicted;
-    assert!(
-        evicted.get(EvictReason::ProbeTimedOut) > before.get(EvictReason::ProbeTimedOut),
-        "the blackholed member should fail its heartbeat by timing out: {status:?}"
-    );
-    let failures = |e: &livepool::Evictions| -> u64 {
-        e.iter()
-            .filter(|(r, _)| r.is_failure())
-            .map(|(_, n)| n)
-            .sum()
-    };
-    assert_eq!(
-        failures(&evicted) - failures(&before),
-        2,
-        "exactly the two faulted members, as failures: {status:?}"
-    );
-
-    stop.store(true, Ordering::Relaxed);
-    let queries = timeout(SLACK, caller)
-        .await
-        .expect("caller finishes")
-        .expect("caller task")
-        .expect("the caller saw no error");
-    assert!(queries > 0);
-    // A cut path carries no FIN: the server learns the evicted member is
-    // gone once the path heals (or from its own keepalive, much later).
-    proxy.fault_connection(blackholed, Fault::Pass);
-    assert_server_matches_pool(&admin, &name, &pool).await;
 }
 
 #[tokio::test]
@@ -280,35 +151,24 @@ async fn a_member_terminated_by_the_server_is_noticed_before_anyone_borrows_it()
     let admin = admin().await;
     let name = unique_name("kill");
     let pool = builder().build(manager().application_name(&name)).unwrap();
-    let mut conn = pool.get().await.unwrap();
-    let victim: i32 = conn
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    drop(conn);
-
-    let killed: bool = admin
-        .query_one("SELECT pg_terminate_backend($1)", &[&victim])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(killed);
-    let status = wait_for_status(&pool, "terminated member evicted", |s| s.size == 0).await;
-    assert_eq!(status.counters.checkouts, 1, "nobody borrowed meanwhile");
-    let noticed = status.counters.evicted.get(EvictReason::BrokenWhileIdle)
-        + status.counters.evicted.get(EvictReason::ProbeFailed);
-    assert_eq!(noticed, 1, "{status:?}");
-
-    let mut conn = pool.get().await.expect("the next borrow connects afresh");
-    let pid: i32 = conn
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_ne!(pid, victim);
-    drop(conn);
-    assert_server_matches_pool(&admin, &name, &pool).await;
+    kill_an_idle_member_on_the_server(
+        &pool,
+        &name,
+        async |conn: &mut PgConnection| backend_pid(conn).await.into(),
+        async |victim| {
+            let killed: bool = admin
+                .query_one(
+                    "SELECT pg_terminate_backend($1)",
+                    &[&i32::try_from(victim).expect("a backend pid")],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(killed);
+        },
+        async || server_count(&admin, &name).await,
+    )
+    .await;
 }
 
 #[tokio::test]

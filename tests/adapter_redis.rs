@@ -6,23 +6,21 @@
 
 #![cfg(feature = "redis")]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod adapter_support;
 
-use livepool::adapters::redis::{ADDR_VAR, RedisManager, RedisManagerError};
-use livepool::testing::{Fault, FaultProxy};
-use livepool::{Cause, EvictReason, Pool, Pooled, Status};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use adapter_support::{
+    SLACK, blackhole_and_reset_idle_members, builder, kill_an_idle_member_on_the_server,
+    return_and_watch_it_heartbeat, return_cut_off_member, unique_name,
+};
+use livepool::Cause;
+use livepool::adapters::redis::{ADDR_VAR, RedisConnection, RedisManager, RedisManagerError};
+use livepool::testing::FaultProxy;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
-use tokio::time::{sleep, timeout};
-
-const INTERVAL: Duration = Duration::from_millis(200);
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(150);
-/// Bound on every wait for something the pool or the server should do
-/// within an interval or two: generous, the machine is shared.
-const SLACK: Duration = Duration::from_secs(5);
+use tokio::time::timeout;
 
 fn server_addr() -> SocketAddr {
     RedisManager::from_env()
@@ -46,26 +44,6 @@ async fn admin() -> MultiplexedConnection {
     }
 }
 
-/// A `CLIENT SETNAME` no other test (or run) uses.
-fn unique_name(test: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "livepool-{test}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn builder() -> livepool::Builder {
-    Pool::builder()
-        .max_size(4)
-        .wait_timeout(Duration::from_secs(5))
-        .connect_timeout(Duration::from_secs(2))
-        .heartbeat_interval(INTERVAL)
-        .heartbeat_timeout(HEARTBEAT_TIMEOUT)
-        .heartbeat_jitter(0.0)
-}
-
 /// How many connections the server lists under `name`.
 async fn server_count(admin: &mut MultiplexedConnection, name: &str) -> usize {
     let list: String = redis::cmd("CLIENT")
@@ -77,46 +55,13 @@ async fn server_count(admin: &mut MultiplexedConnection, name: &str) -> usize {
     list.lines().filter(|l| l.contains(&needle)).count()
 }
 
-/// Waits (bounded by `SLACK`) until `done` holds for the pool's status.
-async fn wait_for_status<M: livepool::Manager>(
-    pool: &Pool<M>,
-    what: &str,
-    done: impl Fn(&Status) -> bool,
-) -> Status {
-    let start = Instant::now();
-    loop {
-        let status = pool.status();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            start.elapsed() < SLACK,
-            "{what}: not within {SLACK:?}: {status:?}"
-        );
-        sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits (bounded by `SLACK`) until the server lists exactly as many
-/// connections under `name` as the pool holds members.
-async fn assert_server_matches_pool(
-    admin: &mut MultiplexedConnection,
-    name: &str,
-    pool: &Pool<RedisManager>,
-) {
-    let start = Instant::now();
-    loop {
-        let members = pool.status().size;
-        let listed = server_count(admin, name).await;
-        if listed == members {
-            return;
-        }
-        assert!(
-            start.elapsed() < SLACK,
-            "server lists {listed} connections named {name}, the pool holds {members}"
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
+/// The server's id for the connection `conn`.
+async fn client_id(conn: &mut RedisConnection) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(conn)
+        .await
+        .expect("CLIENT ID")
 }
 
 #[tokio::test]
@@ -133,14 +78,8 @@ async fn borrows_runs_a_command_returns_and_heartbeats_idle_members() {
     let value: String = conn.get(&key).await.expect("GET");
     assert_eq!(value, "value");
     assert_eq!(server_count(&mut admin, &name).await, 1);
-    drop(conn);
-
-    let status = pool.status();
-    assert_eq!((status.idle, status.in_use), (1, 0), "{status:?}");
     // Idle for a few intervals: the sentinel PINGs it, and it stays.
-    let status = wait_for_status(&pool, "two heartbeats", |s| s.counters.probes_ok >= 2).await;
-    assert_eq!(status.counters.evicted.total(), 0, "{status:?}");
-    assert_eq!(status.idle, 1);
+    let status = return_and_watch_it_heartbeat(&pool, conn).await;
     assert!(status.counters.probe_rtt.count >= 2);
 }
 
@@ -160,17 +99,11 @@ async fn a_command_cut_off_half_way_evicts_the_member() {
     let blocked = blpop.query_async::<redis::Value>(&mut *conn);
     assert!(timeout(Duration::from_millis(50), blocked).await.is_err());
     assert_eq!(conn.condition(), livepool::Condition::Dirty);
-    drop(conn);
-
-    let status = pool.status();
-    assert_eq!(
-        status.counters.evicted.get(EvictReason::Dirty),
-        1,
-        "{status:?}"
-    );
-    assert_eq!(status.size, 0);
-    // Its server-side session goes with it.
-    assert_server_matches_pool(&mut admin, &name, &pool).await;
+    // Its server-side session goes with it, cut-off command and all.
+    return_cut_off_member(&pool, conn, &name, async || {
+        server_count(&mut admin, &name).await
+    })
+    .await;
     // A finished command leaves the member clean.
     let mut conn = pool.get().await.expect("borrow");
     let _: () = redis::cmd("PING")
@@ -189,88 +122,24 @@ async fn blackholed_and_reset_members_are_evicted_while_callers_see_no_error() {
         .build(RedisManager::new(proxy.addr()).client_name(&name))
         .unwrap();
 
-    // Three members; `hot` is returned last, so LIFO keeps handing it to the
-    // caller below while the two cold ones sit idle.
-    let (cold_a, cold_b, hot) = (
-        pool.get().await.unwrap(),
-        pool.get().await.unwrap(),
-        pool.get().await.unwrap(),
-    );
-    let proxy_id = |conn: &Pooled<RedisManager>| {
-        let addr = conn.local_addr();
-        proxy
-            .connections()
-            .into_iter()
-            .find(|c| c.client_addr == addr)
-            .map(|c| c.id)
-            .expect("the proxy lists every member")
-    };
-    let (blackholed, reset) = (proxy_id(&cold_a), proxy_id(&cold_b));
-    drop(cold_a);
-    drop(cold_b);
-    drop(hot);
-    assert_server_matches_pool(&mut admin, &name, &pool).await;
-
-    // A caller runs commands back to back for the whole episode.
-    let stop = Arc::new(AtomicBool::new(false));
-    let caller = tokio::spawn({
-        let (pool, stop, key) = (pool.clone(), Arc::clone(&stop), format!("{name}:counter"));
-        async move {
-            let mut done = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let mut conn = pool.get().await.map_err(|e| format!("get: {e}"))?;
-                let _: i64 = conn.incr(&key, 1).await.map_err(|e| format!("INCR: {e}"))?;
-                done += 1;
-                drop(conn);
-                tokio::task::yield_now().await;
-            }
-            let _: () = pool.get().await.unwrap().del(&key).await.unwrap();
-            Ok::<u64, String>(done)
-        }
-    });
-
-    let before = pool.status().counters.evicted;
-    let faulted = Instant::now();
-    assert!(proxy.fault_connection(blackholed, Fault::Blackhole));
-    assert!(proxy.fault_connection(reset, Fault::Reset));
-    let status = wait_for_status(&pool, "both faulted members evicted", |s| {
-        s.counters.evicted.total() - before.total() >= 2
-    })
+    let key = format!("{name}:counter");
+    let commands = blackhole_and_reset_idle_members(
+        &pool,
+        &proxy,
+        &name,
+        RedisConnection::local_addr,
+        async || server_count(&mut admin, &name).await,
+        async |conn: &mut RedisConnection, _| {
+            let _: i64 = conn.incr(&key, 1).await.map_err(|e| format!("INCR: {e}"))?;
+            Ok(())
+        },
+    )
     .await;
-    let took = faulted.elapsed();
-    // Detection within interval + timeout; the rest is slack for a busy machine.
-    assert!(
-        took < INTERVAL + HEARTBEAT_TIMEOUT + Duration::from_secs(2),
-        "took {took:?}"
-    );
-    let evicted = status.counters.evicted;
-    assert!(
-        evicted.get(EvictReason::ProbeTimedOut) > before.get(EvictReason::ProbeTimedOut),
-        "the blackholed member should fail its heartbeat by timing out: {status:?}"
-    );
-    let failures = |e: &livepool::Evictions| -> u64 {
-        e.iter()
-            .filter(|(r, _)| r.is_failure())
-            .map(|(_, n)| n)
-            .sum()
-    };
+    let count: i64 = pool.get().await.unwrap().get_del(&key).await.unwrap();
     assert_eq!(
-        failures(&evicted) - failures(&before),
-        2,
-        "exactly the two faulted members, as failures: {status:?}"
+        count as u64, commands,
+        "every INCR the caller made counted once"
     );
-
-    stop.store(true, Ordering::Relaxed);
-    let commands = timeout(SLACK, caller)
-        .await
-        .expect("caller finishes")
-        .expect("caller task")
-        .expect("the caller saw no error");
-    assert!(commands > 0);
-    // A cut path carries no FIN: the server learns the evicted member is
-    // gone once the path heals (or from its own keepalive, much later).
-    proxy.fault_connection(blackholed, Fault::Pass);
-    assert_server_matches_pool(&mut admin, &name, &pool).await;
 }
 
 #[tokio::test]
@@ -280,37 +149,24 @@ async fn a_member_killed_by_the_server_is_noticed_before_anyone_borrows_it() {
     let pool = builder()
         .build(RedisManager::from_env().unwrap().client_name(&name))
         .unwrap();
-    let mut conn = pool.get().await.unwrap();
-    let victim: i64 = redis::cmd("CLIENT")
-        .arg("ID")
-        .query_async(&mut *conn)
-        .await
-        .unwrap();
-    drop(conn);
-
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(victim)
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    assert_eq!(killed, 1);
-    let status = wait_for_status(&pool, "killed member evicted", |s| s.size == 0).await;
-    assert_eq!(status.counters.checkouts, 1, "nobody borrowed meanwhile");
-    let noticed = status.counters.evicted.get(EvictReason::BrokenWhileIdle)
-        + status.counters.evicted.get(EvictReason::ProbeFailed);
-    assert_eq!(noticed, 1, "{status:?}");
-
-    let mut conn = pool.get().await.expect("the next borrow connects afresh");
-    let id: i64 = redis::cmd("CLIENT")
-        .arg("ID")
-        .query_async(&mut *conn)
-        .await
-        .unwrap();
-    assert_ne!(id, victim);
-    drop(conn);
-    assert_server_matches_pool(&mut admin, &name, &pool).await;
+    let mut killer = admin.clone();
+    kill_an_idle_member_on_the_server(
+        &pool,
+        &name,
+        async |conn: &mut RedisConnection| client_id(conn).await,
+        async |victim| {
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(victim)
+                .query_async(&mut killer)
+                .await
+                .unwrap();
+            assert_eq!(killed, 1);
+        },
+        async || server_count(&mut admin, &name).await,
+    )
+    .await;
 }
 
 #[tokio::test]
