@@ -26,12 +26,20 @@
 
 #[path = "demo/capture.rs"]
 mod capture;
+#[path = "demo/explain.rs"]
+mod explain;
+#[path = "demo/facts.rs"]
+mod facts;
 #[path = "demo/journal.rs"]
 mod journal;
 #[path = "demo/load.rs"]
 mod load;
 #[path = "demo/report.rs"]
 mod report;
+#[path = "demo/text.rs"]
+mod text;
+#[path = "demo/timeline.rs"]
+mod timeline;
 
 use std::error::Error;
 use std::fmt;
@@ -51,9 +59,10 @@ use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, filter};
 
 use capture::PoolEvents;
+use facts::{FaultKind, FaultRecord};
 use journal::{Event, Journal};
 use load::{Caller, Members};
-use report::{FaultKind, FaultRecord, Report};
+use report::Report;
 
 /// Members in the pool, all kept ready (`max_size` = `min_idle`).
 const POOL_SIZE: usize = 8;
@@ -232,7 +241,7 @@ async fn run(journal: Arc<Journal>) -> Result<(), DemoError> {
         FaultKind::Reset { member },
         format!(
             "RST on member #{member}, in use by callers (idle now, given back {} ago)",
-            report::delay(idle_for)
+            text::delay(idle_for)
         ),
     );
     proxy.fault_connection(conn, Fault::Reset);
