@@ -54,7 +54,10 @@ pub fn explain(
                     millis(heartbeat_timeout)
                 )),
                 Some(other) => text.push_str(&format!(
-                    "It was caught at use time ({other}) before its heartbeat was due. "
+                    "A caller borrowed it before a heartbeat found it out (callers keep to \
+                     the top of the LIFO idle stack, but a caller waiting for a member gets \
+                     the next one freed, even a cold one); its call went unanswered and the \
+                     member was evicted at use time ({other}). "
                 )),
                 None => text.push_str("The pool did not evict it within the phase. "),
             }
@@ -90,8 +93,8 @@ pub fn explain(
             .collect();
             if !found.is_empty() {
                 text.push_str(&format!(
-                    "The cheap check caught dead members before anyone called on them: {} \
-                     (the members the FIN closed, then replacements the proxy reset). ",
+                    "The cheap check caught dead members before anyone called on them: {}; \
+                     first the members the FIN closed, then replacements the proxy reset. ",
                     found.join(", ")
                 ));
             }
