@@ -54,10 +54,11 @@ pub fn explain(
                     millis(heartbeat_timeout)
                 )),
                 Some(other) => text.push_str(&format!(
-                    "A caller borrowed it before a heartbeat found it out (callers keep to \
-                     the top of the LIFO idle stack, but a caller waiting for a member gets \
-                     the next one freed, even a cold one); its call went unanswered and the \
-                     member was evicted at use time ({other}). "
+                    "A caller borrowed it before its heartbeat came due: callers take the \
+                     most recently returned member first (LIFO), but when several need one at \
+                     once they reach past the hot members into the cold ones, and the first \
+                     cold one reached is the one probed longest ago. Its call went unanswered \
+                     and the member was evicted at use time ({other}). "
                 )),
                 None => text.push_str("The pool did not evict it within the phase. "),
             }
