@@ -539,6 +539,7 @@ fn plot(sampled: &BTreeMap<Key, Sampled>, path: &Path) -> Result<(), BoxError> {
             .build_cartesian_2d(0.0..max_nines, (lo..hi).log_scale())?;
         chart
             .configure_mesh()
+            .light_line_style(TRANSPARENT)
             .x_desc("percentile")
             .y_desc("latency per request (µs, log)")
             // Whole nines only: p0, p90, p99, p99.9.
