@@ -1,2 +1,936 @@
-//! Placeholder until the benchmark lands.
-fn main() {}
+//! What keeping 10,000 idle members alive costs: one pool, min_idle =
+//! max_size = 10,000 over loopback to the reference server, a heartbeat every
+//! second, measured over 10 s of steady state.
+//!
+//! Measured, against the targets of DESIGN.md:
+//!
+//! * CPU time per wall second on the pool side (target ≤ 5% of one core). The
+//!   server runs in a child process (this binary again, with
+//!   `LIVEPOOL_HEARTBEAT_SCALE_ROLE=server`), so the CPU time of this process
+//!   (`utime + stime` of `/proc/self/stat`, in clock ticks of 1/100 s) is the
+//!   pool's alone; the server's is read from `/proc/<child>/stat`.
+//! * The floor: after the pool is closed, the same heartbeats at the same
+//!   rate (each of 10,000 raw `RpcConnection`s once per second, a tenth of
+//!   them per 100 ms tick, 64 at a time, the same timeouts), sent by a plain
+//!   loop with no pool. Over loopback most of a probe's CPU is the kernel's
+//!   (the sender's `writev` also runs the receiver's TCP input), so the floor
+//!   says what any heartbeat scheme pays; the pool's own cost is the rest.
+//! * Probes per second: the pool's `probes_ok` and the server's heartbeat
+//!   counter, each differenced over the window.
+//! * Whether every member was probed once per interval ± jitter: the bench's
+//!   manager wraps `RpcManager` and notes, per member, each successful
+//!   heartbeat (an `Instant` and three relaxed atomics, some 50 ns against a
+//!   loopback round trip); the bench reports per-member probe counts and the
+//!   shortest and longest gap between two probes of one member.
+//! * Pool bookkeeping per member (target ≤ 256 bytes): the RSS of a child
+//!   process holding a pool of 10,000 members of a connection that takes no
+//!   memory (`()`) minus that of one holding an empty pool, divided by 10,000.
+//!   The sentinel fills the pool itself (as in the main measurement, so no
+//!   other allocation leaves its mark on the heap) and both children run it
+//!   with heartbeats for 2.5 s first, so every structure it keeps per member
+//!   has been used. Also reported: this
+//!   process's RSS per member with real connections (socket buffers of the
+//!   codec included), which is the connection's cost, not the pool's.
+//!
+//! File descriptors: the pool holds one socket per member and so does the
+//! server, which is one more reason it runs in its own process. The bench
+//! raises the soft `RLIMIT_NOFILE` to the hard limit (the `rlimit` crate: a
+//! safe wrapper, as benches are held to the crate's no-`unsafe` rule); if the
+//! hard limit is still below 10,000 plus a margin, it measures fewer members
+//! and says so.
+//!
+//! Under `cargo test --benches` it runs with 200 members for 2 s and writes
+//! nothing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt};
+use livepool::protocol::{ClientError, DEFAULT_MAX_BODY, RpcConnection, RpcManager, Server};
+use livepool::tcp::TcpOptions;
+use livepool::{Condition, Manager, Pool, Status};
+use tokio::time::MissedTickBehavior;
+
+use common::{Table, fail, full_run, write_summary};
+
+const ROLE_VAR: &str = "LIVEPOOL_HEARTBEAT_SCALE_ROLE";
+const MEMBERS: usize = 10_000;
+const MEMBERS_TEST: usize = 200;
+const INTERVAL: Duration = Duration::from_secs(1);
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The pool's default, spelled out because the bounds below depend on it.
+const JITTER: f64 = 0.1;
+/// What `Config::sentinel_tick` gives for a 1 s interval: a tenth of it.
+const TICK: Duration = Duration::from_millis(100);
+const WINDOW: Duration = Duration::from_secs(10);
+const WINDOW_TEST: Duration = Duration::from_secs(2);
+/// Before the window: every member is probed at least twice in this time, so
+/// the window sees the steady state, not the fill.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Descriptors besides the sockets: stdio, the runtime's epoll and pipes, the
+/// listener, /proc files.
+const FD_MARGIN: u64 = 128;
+/// Bound on filling the pool. The sentinel connects at most 16 members per
+/// tick (100 ms), so 10,000 take about a minute.
+const FILL_LIMIT: Duration = Duration::from_secs(300);
+/// How long the memory children let the sentinel run before reading RSS.
+const MEMORY_SETTLE: Duration = Duration::from_millis(2500);
+/// Bound on any answer from a child process.
+const CHILD_ANSWER: Duration = Duration::from_secs(30);
+/// Linux's USER_HZ, the unit of utime and stime in /proc/<pid>/stat; fixed at
+/// 100 for the user-space ABI on every architecture tokio supports.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+/// The pool's default `max_concurrent_probes`, which the floor copies.
+const CONCURRENT_PROBES: usize = 64;
+const TARGET_CPU_SHARE: f64 = 0.05;
+const TARGET_BYTES_PER_MEMBER: f64 = 256.0;
+
+fn main() {
+    match std::env::var(ROLE_VAR) {
+        Ok(role) => child(&role),
+        Err(_) => parent(),
+    }
+}
+
+// ---------------------------------------------------------------- children
+
+fn child(role: &str) {
+    if let Some(max_connections) = role.strip_prefix("server:") {
+        let max_connections = max_connections
+            .parse()
+            .unwrap_or_else(|e| fail("server role: connection count", e));
+        serve(max_connections);
+    } else if let Some(members) = role.strip_prefix("memory:") {
+        let members = members
+            .parse()
+            .unwrap_or_else(|e| fail("memory role: member count", e));
+        measure_memory(members);
+    } else {
+        fail(ROLE_VAR, format!("unknown role {role:?}"));
+    }
+}
+
+/// The server child: prints its address, then answers each `stats` line on
+/// stdin with `heartbeats requests connections`, until stdin closes.
+fn serve(max_connections: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail("server: building the runtime", e));
+    let server = runtime
+        .block_on(async {
+            Server::new()
+                .max_connections(max_connections)
+                .bind("127.0.0.1:0".parse().map_err(|_| "bad address")?)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|e| fail("server: binding", e));
+    println!("addr {}", server.addr());
+    for line in std::io::stdin().lock().lines() {
+        match line {
+            Ok(line) if line.trim() == "stats" => println!(
+                "{} {} {}",
+                server.heartbeats(),
+                server.requests(),
+                server.connections()
+            ),
+            Ok(other) => fail("server: unknown command", other),
+            Err(e) => fail("server: reading stdin", e),
+        }
+    }
+    runtime.block_on(server.shutdown());
+}
+
+/// A connection that takes no memory: what is left is the pool's own.
+struct NoConnection;
+
+impl Manager for NoConnection {
+    type Connection = ();
+    type Error = std::io::Error;
+
+    async fn connect(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn heartbeat(&self, _: &mut ()) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The memory child: a pool of `members` members of `()`, heartbeats on for a
+/// while, then `rss_kb <VmRSS>` on stdout.
+fn measure_memory(members: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail("memory: building the runtime", e));
+    runtime.block_on(async {
+        // The sentinel fills the pool itself, as in the main measurement, so
+        // nothing else (a Vec of borrowed guards, say) leaves its mark on the
+        // heap. A short `validate_after` makes it tick every 10 ms, and it
+        // connects up to 16 members a tick.
+        let pool = Pool::builder()
+            .name("memory")
+            .max_size(members.max(1))
+            .min_idle(members)
+            .heartbeat_interval(INTERVAL)
+            .heartbeat_timeout(HEARTBEAT_TIMEOUT)
+            .validate_after(Duration::from_millis(100))
+            .build(NoConnection)
+            .unwrap_or_else(|e| fail("memory: building the pool", e));
+        let filled = tokio::time::timeout(FILL_LIMIT, async {
+            while pool.status().idle < members {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        if filled.is_err() {
+            fail("memory: filling the pool", format!("{:?}", pool.status()));
+        }
+        tokio::time::sleep(MEMORY_SETTLE).await;
+        let status = pool.status();
+        if status.size != members {
+            fail(
+                "memory: the pool lost members",
+                format!("{} of {members}", status.size),
+            );
+        }
+        let rss = rss_kib(&std::fs::read_to_string("/proc/self/status").unwrap_or_default())
+            .unwrap_or_else(|| fail("memory", "no VmRSS in /proc/self/status"));
+        println!("rss_kb {rss} probes_ok {}", status.counters.probes_ok);
+        drop(pool);
+    });
+}
+
+/// A child process of this same binary in another role, with its stdout read
+/// line by line on a thread so every wait for an answer is bounded.
+struct ChildProcess {
+    process: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl ChildProcess {
+    fn spawn(role: &str) -> ChildProcess {
+        let exe =
+            std::env::current_exe().unwrap_or_else(|e| fail("finding this bench's binary", e));
+        let mut process = Command::new(exe)
+            .env(ROLE_VAR, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| fail(&format!("starting the {role} child"), e));
+        let stdout = process
+            .stdout
+            .take()
+            .unwrap_or_else(|| fail("child", "no stdout pipe"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        ChildProcess {
+            stdin: process.stdin.take(),
+            process,
+            lines,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    fn line(&self, what: &str) -> String {
+        self.lines
+            .recv_timeout(CHILD_ANSWER)
+            .unwrap_or_else(|e| fail(&format!("waiting for the child's {what}"), e))
+    }
+
+    fn ask(&mut self, command: &str) -> String {
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "{command}").and_then(|()| stdin.flush()),
+            None => Err(std::io::Error::other("stdin already closed")),
+        };
+        if let Err(e) = sent {
+            fail(&format!("asking the child for {command}"), e);
+        }
+        self.line(command)
+    }
+
+    /// Closes its stdin (its signal to stop) and waits a bounded time for it
+    /// to exit; kills it past that.
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + CHILD_ANSWER;
+        while Instant::now() < deadline {
+            match self.process.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => break,
+            }
+        }
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+// ------------------------------------------------------------ measurements
+
+/// Every successful heartbeat, per member: how many, and the shortest and
+/// longest gap between two of them while the window is open.
+struct ProbeLog {
+    base: Instant,
+    recording: AtomicBool,
+    members: Vec<MemberProbes>,
+    /// Heartbeats of members beyond the log (replacements for evicted ones).
+    unlisted: AtomicU64,
+}
+
+struct MemberProbes {
+    count: AtomicU64,
+    /// Nanoseconds since `base`, plus one; 0 means never.
+    last: AtomicU64,
+    min_gap: AtomicU64,
+    max_gap: AtomicU64,
+}
+
+impl ProbeLog {
+    fn new(members: usize) -> Self {
+        ProbeLog {
+            base: Instant::now(),
+            recording: AtomicBool::new(false),
+            members: (0..members)
+                .map(|_| MemberProbes {
+                    count: AtomicU64::new(0),
+                    last: AtomicU64::new(0),
+                    min_gap: AtomicU64::new(u64::MAX),
+                    max_gap: AtomicU64::new(0),
+                })
+                .collect(),
+            unlisted: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, member: usize) {
+        let Some(probes) = self.members.get(member) else {
+            self.unlisted.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let now = self.base.elapsed().as_nanos() as u64 + 1;
+        probes.count.fetch_add(1, Ordering::Relaxed);
+        let previous = probes.last.swap(now, Ordering::Relaxed);
+        if previous != 0 && self.recording.load(Ordering::Relaxed) {
+            let gap = now - previous;
+            probes.min_gap.fetch_min(gap, Ordering::Relaxed);
+            probes.max_gap.fetch_max(gap, Ordering::Relaxed);
+        }
+    }
+
+    fn counts(&self) -> Vec<u64> {
+        self.members
+            .iter()
+            .map(|m| m.count.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Opens the window: gaps from now on count. A gap that starts before the
+    /// window and ends in it counts too; it is still one member's interval.
+    fn open(&self) {
+        self.recording.store(true, Ordering::Relaxed);
+    }
+
+    fn close(&self) {
+        self.recording.store(false, Ordering::Relaxed);
+    }
+}
+
+/// `RpcManager` plus a note in the [`ProbeLog`] per successful heartbeat.
+struct LoggingManager {
+    inner: RpcManager,
+    log: Arc<ProbeLog>,
+    next_index: AtomicUsize,
+}
+
+struct LoggedConnection {
+    conn: RpcConnection,
+    index: usize,
+}
+
+impl Manager for LoggingManager {
+    type Connection = LoggedConnection;
+    type Error = ClientError;
+
+    async fn connect(&self) -> Result<LoggedConnection, ClientError> {
+        let conn = self.inner.connect().await?;
+        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+        Ok(LoggedConnection { conn, index })
+    }
+
+    async fn heartbeat(&self, c: &mut LoggedConnection) -> Result<(), ClientError> {
+        self.inner.heartbeat(&mut c.conn).await?;
+        self.log.record(c.index);
+        Ok(())
+    }
+
+    fn condition(&self, c: &mut LoggedConnection) -> Condition {
+        self.inner.condition(&mut c.conn)
+    }
+}
+
+/// CPU time (user + system) of a process so far, from /proc/<pid>/stat.
+fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| fail(&format!("reading /proc/{pid}/stat"), e));
+    // The command name, in parentheses, may hold spaces: count from after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of proc(5), counted from field 3 (the state) here.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => {
+            Duration::from_secs_f64((user + system) as f64 / CLOCK_TICKS_PER_SECOND)
+        }
+        _ => fail(&format!("parsing /proc/{pid}/stat"), stat),
+    }
+}
+
+fn rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn own_rss_kib() -> u64 {
+    rss_kib(&std::fs::read_to_string("/proc/self/status").unwrap_or_default())
+        .unwrap_or_else(|| fail("reading /proc/self/status", "no VmRSS"))
+}
+
+/// Raises the soft descriptor limit to the hard one and says how many members
+/// fit: each needs a socket here (and one in the server child, which inherits
+/// the limit).
+fn members_that_fit(wanted: usize) -> (usize, String) {
+    let raised = rlimit::increase_nofile_limit(u64::MAX);
+    let limit = match raised {
+        Ok(limit) => limit,
+        Err(e) => fail("raising RLIMIT_NOFILE", e),
+    };
+    let fit = limit.saturating_sub(FD_MARGIN) as usize;
+    if fit >= wanted {
+        (
+            wanted,
+            format!("RLIMIT_NOFILE soft limit raised to {limit}"),
+        )
+    } else {
+        (
+            fit,
+            format!(
+                "RLIMIT_NOFILE hard limit is {limit}: measuring {fit} members instead of {wanted} \
+                 (each needs a socket, plus {FD_MARGIN} descriptors of margin)"
+            ),
+        )
+    }
+}
+
+struct ServerStats {
+    heartbeats: u64,
+    connections: u64,
+}
+
+fn server_stats(server: &mut ChildProcess) -> ServerStats {
+    let answer = server.ask("stats");
+    let numbers: Vec<u64> = answer
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match numbers[..] {
+        [heartbeats, _requests, connections] => ServerStats {
+            heartbeats,
+            connections,
+        },
+        _ => fail("the server's stats", answer),
+    }
+}
+
+/// A snapshot of everything differenced over the window.
+struct Snapshot {
+    at: Instant,
+    pool: Status,
+    server: ServerStats,
+    pool_cpu: Duration,
+    server_cpu: Duration,
+    counts: Vec<u64>,
+}
+
+fn snapshot(pool: &Pool<LoggingManager>, server: &mut ChildProcess, log: &ProbeLog) -> Snapshot {
+    let server_pid = server.pid().to_string();
+    Snapshot {
+        at: Instant::now(),
+        pool: pool.status(),
+        server: server_stats(server),
+        pool_cpu: cpu_time("self"),
+        server_cpu: cpu_time(&server_pid),
+        counts: log.counts(),
+    }
+}
+
+fn memory_child(members: usize) -> (u64, u64) {
+    let child = ChildProcess::spawn(&format!("memory:{members}"));
+    let line = child.line("memory report");
+    child.finish();
+    let mut words = line.split_whitespace();
+    match (
+        words.next(),
+        words.next().and_then(|n| n.parse().ok()),
+        words.nth(1).and_then(|n| n.parse().ok()),
+    ) {
+        (Some("rss_kb"), Some(rss), Some(probes)) => (rss, probes),
+        _ => fail("the memory child's report", line),
+    }
+}
+
+/// The floor: the same heartbeats, at the same rate, with the same
+/// concurrency and timeouts, sent by a plain loop over raw connections with
+/// no pool. What the pool spends beyond it is the pool's own cost; what the
+/// floor spends is the price of one TCP round trip per member per interval.
+struct Floor {
+    probes: u64,
+    failed: u64,
+    wall: Duration,
+    cpu: Duration,
+    server_cpu: Duration,
+    server_heartbeats: u64,
+}
+
+async fn connect_all(
+    addr: std::net::SocketAddr,
+    members: usize,
+) -> Result<Vec<RpcConnection>, ClientError> {
+    let opts = TcpOptions::default();
+    futures_util::stream::iter(0..members)
+        .map(|_| RpcConnection::connect(addr, &opts, DEFAULT_MAX_BODY))
+        .buffer_unordered(16)
+        .try_collect()
+        .await
+}
+
+/// Each tick, heartbeats the next tenth of `conns` (so each once per
+/// interval), `CONCURRENT_PROBES` at a time, until `stop`.
+async fn probe_round_robin(
+    mut conns: Vec<RpcConnection>,
+    stop: Instant,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+) -> Vec<RpcConnection> {
+    let per_tick = ((conns.len() as u128 * TICK.as_nanos() / INTERVAL.as_nanos()) as usize).max(1);
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut cursor = 0;
+    while Instant::now() < stop {
+        ticker.tick().await;
+        let end = (cursor + per_tick).min(conns.len());
+        futures_util::stream::iter(conns[cursor..end].iter_mut())
+            .for_each_concurrent(CONCURRENT_PROBES, |conn| {
+                let (ok, failed) = (&ok, &failed);
+                async move {
+                    match tokio::time::timeout(HEARTBEAT_TIMEOUT, conn.heartbeat()).await {
+                        Ok(Ok(())) => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+            .await;
+        cursor = if end >= conns.len() { 0 } else { end };
+    }
+    conns
+}
+
+fn measure_floor(
+    runtime: &tokio::runtime::Runtime,
+    server: &mut ChildProcess,
+    addr: std::net::SocketAddr,
+    members: usize,
+    window: Duration,
+) -> Floor {
+    let conns = runtime
+        .block_on(connect_all(addr, members))
+        .unwrap_or_else(|e| fail("floor: connecting", e));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + SETTLE + window + INTERVAL;
+    let task = runtime.spawn(probe_round_robin(
+        conns,
+        stop,
+        Arc::clone(&ok),
+        Arc::clone(&failed),
+    ));
+    std::thread::sleep(SETTLE);
+    let server_pid = server.pid().to_string();
+    let before = (
+        Instant::now(),
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        cpu_time("self"),
+        cpu_time(&server_pid),
+        server_stats(server).heartbeats,
+    );
+    std::thread::sleep(window);
+    let after = (
+        Instant::now(),
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        cpu_time("self"),
+        cpu_time(&server_pid),
+        server_stats(server).heartbeats,
+    );
+    let conns = runtime
+        .block_on(task)
+        .unwrap_or_else(|e| fail("floor: the probing task", e));
+    drop(conns);
+    Floor {
+        wall: after.0 - before.0,
+        probes: after.1 - before.1,
+        failed: after.2 - before.2,
+        cpu: after.3 - before.3,
+        server_cpu: after.4 - before.4,
+        server_heartbeats: after.5 - before.5,
+    }
+}
+
+/// Waits (bounded) until the server has seen every connection of the closed
+/// pool close, so the floor starts from the same place.
+fn wait_for_server_connections(server: &mut ChildProcess, at_most: u64) {
+    let deadline = Instant::now() + CHILD_ANSWER;
+    while server_stats(server).connections > at_most {
+        if Instant::now() >= deadline {
+            fail(
+                "waiting for the server to close the pool's connections",
+                "timed out",
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ms(nanos: u64) -> String {
+    format!("{:.0}", nanos as f64 / 1e6)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
+}
+
+fn parent() {
+    let full = full_run();
+    let (members, fd_note) = members_that_fit(if full { MEMBERS } else { MEMBERS_TEST });
+    let window = if full { WINDOW } else { WINDOW_TEST };
+    println!("heartbeat_scale: {members} members, {fd_note}");
+
+    let mut server = ChildProcess::spawn(&format!("server:{}", members + 16));
+    let addr_line = server.line("address");
+    let addr = addr_line
+        .strip_prefix("addr ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| fail("the server's address", &addr_line));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail("building the runtime", e));
+    let log = Arc::new(ProbeLog::new(members));
+    let manager = LoggingManager {
+        inner: RpcManager::new(addr),
+        log: Arc::clone(&log),
+        next_index: AtomicUsize::new(0),
+    };
+    let started = Instant::now();
+    let pool = runtime
+        .block_on(async {
+            Pool::builder()
+                .name("heartbeat_scale")
+                .max_size(members)
+                .min_idle(members)
+                .heartbeat_interval(INTERVAL)
+                .heartbeat_timeout(HEARTBEAT_TIMEOUT)
+                .heartbeat_jitter(JITTER)
+                .build(manager)
+        })
+        .unwrap_or_else(|e| fail("building the pool", e));
+
+    // Fill: the sentinel connects on its own; wait until every member is idle.
+    let filled = runtime.block_on(async {
+        let deadline = Instant::now() + FILL_LIMIT;
+        loop {
+            let status = pool.status();
+            if status.idle == members {
+                return Ok(started.elapsed());
+            }
+            if Instant::now() >= deadline {
+                return Err(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let fill_time = filled.unwrap_or_else(|status| {
+        fail(
+            &format!("filling the pool within {FILL_LIMIT:?}"),
+            format!("{status:?}"),
+        )
+    });
+    println!(
+        "filled {members} members in {:.1} s ({:.0} connects/s); settling for {SETTLE:?}",
+        fill_time.as_secs_f64(),
+        members as f64 / fill_time.as_secs_f64()
+    );
+    std::thread::sleep(SETTLE);
+
+    log.open();
+    let before = snapshot(&pool, &mut server, &log);
+    std::thread::sleep(window);
+    log.close();
+    let after = snapshot(&pool, &mut server, &log);
+    let rss_with_connections = own_rss_kib();
+
+    let wall = after.at - before.at;
+    let secs = wall.as_secs_f64();
+    let pool_cpu_share = (after.pool_cpu - before.pool_cpu).as_secs_f64() / secs;
+    let server_cpu_share = (after.server_cpu - before.server_cpu).as_secs_f64() / secs;
+    let c0 = &before.pool.counters;
+    let c1 = &after.pool.counters;
+    let probes_ok = c1.probes_ok - c0.probes_ok;
+    let probes_failed = c1.probes_failed - c0.probes_failed;
+    let evicted = c1.evicted.total() - c0.evicted.total();
+    let server_heartbeats = after.server.heartbeats - before.server.heartbeats;
+    let rtt_count = c1.probe_rtt.count - c0.probe_rtt.count;
+    let rtt_mean = (c1.probe_rtt.total.saturating_sub(c0.probe_rtt.total))
+        .checked_div(rtt_count.max(1) as u32)
+        .unwrap_or_default();
+
+    // Per member.
+    let mut counts: Vec<u64> = after
+        .counts
+        .iter()
+        .zip(&before.counts)
+        .map(|(a, b)| a - b)
+        .collect();
+    let mut count_histogram: BTreeMap<u64, usize> = BTreeMap::new();
+    for c in &counts {
+        *count_histogram.entry(*c).or_default() += 1;
+    }
+    counts.sort_unstable();
+    let mut max_gaps: Vec<u64> = log
+        .members
+        .iter()
+        .map(|m| m.max_gap.load(Ordering::Relaxed))
+        .collect();
+    max_gaps.sort_unstable();
+    let min_gap = log
+        .members
+        .iter()
+        .map(|m| m.min_gap.load(Ordering::Relaxed))
+        .min()
+        .unwrap_or(0);
+    let never = counts.iter().filter(|c| **c == 0).count();
+    let interval_ns = INTERVAL.as_nanos() as u64;
+    let tick_ns = TICK.as_nanos() as u64;
+    // Due at interval × (1 − up to jitter), found at the next tick, probed
+    // behind at most the tick's other due members: interval + two ticks is
+    // late, below interval × (1 − jitter) − a tick is early.
+    let latest_ok = interval_ns + 2 * tick_ns;
+    let earliest_ok = (interval_ns as f64 * (1.0 - JITTER)) as u64 - tick_ns;
+    let max_gap = max_gaps.last().copied().unwrap_or(0);
+    let schedule_ok = never == 0 && max_gap <= latest_ok && min_gap >= earliest_ok;
+
+    // The floor, on the same server, once the pool's connections are gone.
+    runtime.block_on(async { pool.close() });
+    drop(pool);
+    wait_for_server_connections(&mut server, 0);
+    let floor = measure_floor(&runtime, &mut server, addr, members, window);
+    let floor_secs = floor.wall.as_secs_f64();
+    let floor_cpu_share = floor.cpu.as_secs_f64() / floor_secs;
+    let floor_server_share = floor.server_cpu.as_secs_f64() / floor_secs;
+    let pool_cpu_per_probe =
+        (after.pool_cpu - before.pool_cpu).as_secs_f64() * 1e6 / probes_ok.max(1) as f64;
+    let floor_cpu_per_probe = floor.cpu.as_secs_f64() * 1e6 / floor.probes.max(1) as f64;
+
+    // Memory.
+    let (rss_empty, _) = memory_child(0);
+    let (rss_full, memory_probes) = memory_child(members);
+    let bookkeeping = (rss_full.saturating_sub(rss_empty) * 1024) as f64 / members as f64;
+
+    let mut table = Table::new(&["measure", "value", "target", "verdict"]);
+    table.row(vec![
+        "pool-side CPU (share of one core)".into(),
+        format!("{:.2}%", pool_cpu_share * 100.0),
+        format!("≤ {:.0}%", TARGET_CPU_SHARE * 100.0),
+        verdict(pool_cpu_share <= TARGET_CPU_SHARE).into(),
+    ]);
+    table.row(vec![
+        "floor: same probes from a plain loop, no pool (share of one core)".into(),
+        format!("{:.2}%", floor_cpu_share * 100.0),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "pool beyond the floor (share of one core)".into(),
+        format!("{:+.2}%", (pool_cpu_share - floor_cpu_share) * 100.0),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "CPU per probe: pool / floor".into(),
+        format!("{pool_cpu_per_probe:.1} µs / {floor_cpu_per_probe:.1} µs"),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "server CPU, child process: pool run / floor run".into(),
+        format!(
+            "{:.2}% / {:.2}%",
+            server_cpu_share * 100.0,
+            floor_server_share * 100.0
+        ),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "probes/s (pool probes_ok)".into(),
+        format!("{:.0}", probes_ok as f64 / secs),
+        format!(
+            "≈ {:.0} (members / interval)",
+            members as f64 / INTERVAL.as_secs_f64()
+        ),
+        String::new(),
+    ]);
+    table.row(vec![
+        "heartbeats/s (server counter): pool run / floor run".into(),
+        format!(
+            "{:.0} / {:.0}",
+            server_heartbeats as f64 / secs,
+            floor.server_heartbeats as f64 / floor_secs
+        ),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "floor probes/s (failed)".into(),
+        format!("{:.0} ({})", floor.probes as f64 / floor_secs, floor.failed),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "probes failed / members evicted in window".into(),
+        format!("{probes_failed} / {evicted}"),
+        "0 / 0".into(),
+        verdict(probes_failed == 0 && evicted == 0).into(),
+    ]);
+    table.row(vec![
+        "probe round trip, mean".into(),
+        format!("{:.0} µs", rtt_mean.as_secs_f64() * 1e6),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "probes per member in window: min / p50 / max".into(),
+        format!(
+            "{} / {} / {}",
+            counts.first().copied().unwrap_or(0),
+            percentile(&counts, 0.5),
+            counts.last().copied().unwrap_or(0)
+        ),
+        format!("≈ {:.0}", secs / INTERVAL.as_secs_f64()),
+        String::new(),
+    ]);
+    table.row(vec![
+        "gap between probes of one member: min / p50 of max / p99 of max / max (ms)".into(),
+        format!(
+            "{} / {} / {} / {}",
+            ms(min_gap),
+            ms(percentile(&max_gaps, 0.5)),
+            ms(percentile(&max_gaps, 0.99)),
+            ms(max_gap)
+        ),
+        format!("within {}..={} ms", ms(earliest_ok), ms(latest_ok)),
+        verdict(schedule_ok).into(),
+    ]);
+    table.row(vec![
+        "members never probed in window".into(),
+        never.to_string(),
+        "0".into(),
+        verdict(never == 0).into(),
+    ]);
+    table.row(vec![
+        "pool bookkeeping per member (RSS delta, `()` connections)".into(),
+        format!("{bookkeeping:.0} B"),
+        format!("≤ {TARGET_BYTES_PER_MEMBER:.0} B"),
+        verdict(bookkeeping <= TARGET_BYTES_PER_MEMBER).into(),
+    ]);
+    table.row(vec![
+        "this process's RSS per member, real connections".into(),
+        format!("{:.1} KiB", rss_with_connections as f64 / members as f64),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "time to fill by the sentinel".into(),
+        format!(
+            "{:.1} s ({:.0} connects/s)",
+            fill_time.as_secs_f64(),
+            members as f64 / fill_time.as_secs_f64()
+        ),
+        String::new(),
+        String::new(),
+    ]);
+
+    let mut text = String::from("# heartbeat_scale\n\n");
+    let _ = writeln!(
+        text,
+        "{members} idle members (min_idle = max_size), heartbeat every {INTERVAL:?} (jitter {JITTER}, \
+         timeout {HEARTBEAT_TIMEOUT:?}), over loopback to the reference server in a child process; \
+         window {:.1} s after {SETTLE:?} of settling; pool runtime: multi-thread, 2 workers; \
+         {} CPUs. {fd_note}. Server connections at the end: {}; heartbeats of unlisted members: {}; \
+         memory children: {rss_empty} KiB empty, {rss_full} KiB with {members} members \
+         ({memory_probes} probes done).\n",
+        secs,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        after.server.connections,
+        log.unlisted.load(Ordering::Relaxed),
+    );
+    text.push_str(&table.render());
+    text.push_str("\nProbes per member in the window (count: members):");
+    for (count, n) in &count_histogram {
+        let _ = write!(text, " {count}: {n};");
+    }
+    text.push('\n');
+    println!("\n{text}");
+    if full {
+        write_summary("heartbeat_scale", &text);
+    }
+
+    server.finish();
+}

@@ -126,10 +126,22 @@ async fn f05_heartbeat_answered_after_the_timeout_is_evicted() {
 /// Faults 4 and 6: the server's application misbehaves on every connection.
 /// The in-band heartbeat must catch it (`expected`) within the bound;
 /// callers' calls fail (their own signal) but `get` never does.
-async fn server_misbehaves(name: &str, mode: ServerMode, expected: EvictReason) {
+///
+/// `callers_first`: whether callers are already busy when the fault starts.
+/// A fault that fails calls instantly (a wrong reply id) is found by the
+/// callers' own traffic long before a heartbeat is due, and since connects
+/// prove the application with a heartbeat, no replacement connects while it
+/// lasts; so for it, the heartbeat layer is shown on an idle pool and the
+/// callers join once it has been caught.
+async fn server_misbehaves(
+    name: &str,
+    mode: ServerMode,
+    expected: EvictReason,
+    callers_first: bool,
+) {
     let rig = Rig::direct(builder(name)).await;
     rig.wait_full().await;
-    let callers = Callers::start(&rig.pool, CALLERS, get_limit());
+    let mut callers = callers_first.then(|| Callers::start(&rig.pool, CALLERS, get_limit()));
     sleep(HEARTBEAT_INTERVAL / 2).await;
     let before = checked_status(&rig.pool).counters.evicted;
     let injected = Instant::now();
@@ -142,6 +154,9 @@ async fn server_misbehaves(name: &str, mode: ServerMode, expected: EvictReason) 
                 detection_bound()
             )
         });
+    let callers = callers
+        .take()
+        .unwrap_or_else(|| Callers::start(&rig.pool, CALLERS, get_limit()));
     // Every member there was is gone in time, found by a heartbeat or by a
     // caller's own failed call.
     let all_gone = detection_bound() + REQUEST_TIMEOUT;
@@ -156,7 +171,7 @@ async fn server_misbehaves(name: &str, mode: ServerMode, expected: EvictReason) 
     let tally = callers.stop().await;
     assert_eq!(tally.get_errors(), Vec::<String>::new(), "{mode:?}");
     assert!(
-        !tally.call_errors().is_empty(),
+        !callers_first || !tally.call_errors().is_empty(),
         "{mode:?}: callers should have met the misbehaving server"
     );
     assert!(
@@ -169,7 +184,13 @@ async fn server_misbehaves(name: &str, mode: ServerMode, expected: EvictReason) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f04_hung_application_is_evicted_by_a_heartbeat_timeout() {
-    server_misbehaves("f04-hang", ServerMode::Hang, EvictReason::ProbeTimedOut).await;
+    server_misbehaves(
+        "f04-hang",
+        ServerMode::Hang,
+        EvictReason::ProbeTimedOut,
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,6 +199,7 @@ async fn f06_wrong_reply_id_is_evicted_by_a_failed_heartbeat() {
         "f06-wrong-id",
         ServerMode::WrongId,
         EvictReason::ProbeFailed,
+        false,
     )
     .await;
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
 
+use super::chain::Chain;
 use super::error::{Cause, Error, Phase};
 use super::idle::{End, Grant};
 use super::member::Member;
@@ -238,7 +239,7 @@ impl<M: Manager> Shared<M> {
                 Step::Done(Pooled::new(Arc::clone(self), member))
             }
             Ok(Err(error)) => {
-                tracing::warn!(pool = %self.config.name, member = member.id, %error, "heartbeat at checkout failed");
+                tracing::warn!(pool = %self.config.name, member = member.id, error = %Chain(&error), "heartbeat at checkout failed");
                 self.evict_probed(member, EvictReason::ProbeFailed);
                 attempt.cause = Some(Cause::Probe(error));
                 Step::Retry
@@ -286,7 +287,7 @@ impl<M: Manager> Shared<M> {
                 self.hand_out(member, Held::ByCheckout)
             }
             Ok(Err(error)) => {
-                tracing::warn!(pool = %self.config.name, %error, "connect failed");
+                tracing::warn!(pool = %self.config.name, error = %Chain(&error), "connect failed");
                 drop(vacancy);
                 self.count_connect_failure();
                 attempt.cause = Some(Cause::Connect(error));

@@ -1,6 +1,8 @@
 //! What a caller sees when no live connection can be had.
 
 use std::fmt;
+
+use super::chain::Chain;
 use std::time::Duration;
 
 /// Why `get` or `try_get` gave no connection.
@@ -77,18 +79,21 @@ impl fmt::Display for Phase {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for Cause<E> {
+/// Writes the cause with its own causes ("could not connect: connection
+/// refused"), so the message alone tells a person what happened; `source()`
+/// still leads to the manager's error for code that wants to match on it.
+impl<E: std::error::Error + 'static> fmt::Display for Cause<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Cause::Connect(e) => write!(f, "connect failed: {e}"),
+            Cause::Connect(e) => write!(f, "connect failed: {}", Chain(e)),
             Cause::ConnectTimedOut(d) => write!(f, "connect timed out after {d:?}"),
-            Cause::Probe(e) => write!(f, "heartbeat failed: {e}"),
+            Cause::Probe(e) => write!(f, "heartbeat failed: {}", Chain(e)),
             Cause::ProbeTimedOut(d) => write!(f, "heartbeat timed out after {d:?}"),
         }
     }
 }
 
-impl<E: fmt::Display> fmt::Display for Error<E> {
+impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Timeout {

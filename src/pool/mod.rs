@@ -8,6 +8,7 @@
 //! `pooled` (the guard and the return path), `sentinel` (the background task),
 //! `status` (snapshot and counters), `clock` (the coarse clock).
 
+mod chain;
 mod checkout;
 mod clock;
 mod config;

@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 
+use super::chain::Chain;
 use super::checkout::jittered;
 use super::idle::{End, Grant};
 use super::member::Member;
@@ -86,6 +87,9 @@ struct Work<C> {
     scratch: VecDeque<Member<C>>,
     /// Where the next tick's cheap checks start in the idle set.
     check_cursor: usize,
+    /// `created` as of the last tick: a connect that succeeded anywhere
+    /// (a caller's too) means the server is back, and ends the backoff.
+    created_seen: u64,
 }
 
 pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
@@ -104,6 +108,7 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
         refill_not_before: Instant::now(),
         scratch: VecDeque::new(),
         check_cursor: 0,
+        created_seen: 0,
     };
     drop(shared);
     let mut in_flight = FuturesUnordered::new();
@@ -194,6 +199,11 @@ impl<M: Manager> Shared<M> {
                 return;
             }
             st.expire_waiters(now);
+            if st.counters.created != work.created_seen {
+                work.created_seen = st.counters.created;
+                work.refill_backoff = self.config.refill_backoff_min;
+                work.refill_not_before = Instant::now();
+            }
             // Suspects whose re-probe time has come go back in line.
             let mut i = 0;
             while i < work.suspects.len() {
@@ -317,7 +327,7 @@ impl<M: Manager> Shared<M> {
                 let reason_name = reason.as_str();
                 match &error {
                     Failure::Error(error) => {
-                        tracing::warn!(pool = %pool, member = id, failures, reason = reason_name, %error, "heartbeat failed")
+                        tracing::warn!(pool = %pool, member = id, failures, reason = reason_name, error = %Chain(error), "heartbeat failed")
                     }
                     Failure::TimedOut => {
                         tracing::warn!(pool = %pool, member = id, failures, reason = reason_name, timeout = ?self.config.heartbeat_timeout, "heartbeat timed out")
@@ -356,10 +366,19 @@ impl<M: Manager> Shared<M> {
             }
             Done::Connect(Err(error)) => {
                 work.refills_in_flight -= 1;
-                let (pool, retry_in) = (&self.config.name, work.refill_backoff);
+                self.vacate(Held::Connecting, |c| c.connect_failures += 1);
+                // The connects of one round fail together: one step of
+                // backoff per round, not per connect.
+                let now = Instant::now();
+                if now >= work.refill_not_before {
+                    work.refill_not_before = now + jittered(work.refill_backoff);
+                    work.refill_backoff =
+                        (work.refill_backoff * 2).min(self.config.refill_backoff_max);
+                }
+                let (pool, retry_in) = (&self.config.name, work.refill_not_before - now);
                 match &error {
                     Failure::Error(error) => {
-                        tracing::warn!(pool = %pool, %error, ?retry_in, "refill connect failed")
+                        tracing::warn!(pool = %pool, error = %Chain(error), ?retry_in, "refill connect failed")
                     }
                     Failure::TimedOut => {
                         tracing::warn!(pool = %pool, timeout = ?self.config.connect_timeout, ?retry_in, "refill connect timed out")
@@ -368,9 +387,6 @@ impl<M: Manager> Shared<M> {
                         tracing::error!(pool = %pool, ?retry_in, "Manager::connect panicked")
                     }
                 }
-                self.vacate(Held::Connecting, |c| c.connect_failures += 1);
-                work.refill_not_before = Instant::now() + jittered(work.refill_backoff);
-                work.refill_backoff = (work.refill_backoff * 2).min(self.config.refill_backoff_max);
             }
         }
     }

@@ -74,9 +74,16 @@ impl Manager for RpcManager {
     type Connection = RpcConnection;
     type Error = ClientError;
 
+    /// Connects, then proves the server *application* answers with one
+    /// heartbeat round trip, as a Redis `HELLO` or a PostgreSQL startup does.
+    /// A TCP handshake alone proves little: a load balancer or proxy with no
+    /// backend accepts and then resets, and a pool that counted that as a
+    /// member would hand out connections that die on first use and refill
+    /// them in a loop with no backoff.
     async fn connect(&self) -> Result<RpcConnection, ClientError> {
         let mut conn = RpcConnection::connect(self.addr, &self.tcp, self.max_body).await?;
         conn.set_request_timeout(self.request_timeout);
+        conn.heartbeat().await?;
         Ok(conn)
     }
 
