@@ -92,4 +92,17 @@ pub trait Manager: Send + Sync + 'static {
         let _ = conn;
         Condition::Ready
     }
+
+    /// The check when a caller returns the connection; by default the same
+    /// as [`condition`](Manager::condition).
+    ///
+    /// Override it when part of `condition` costs a system call that only
+    /// matters for an idle connection (a peek for unread bytes or a peer's
+    /// FIN): a returned connection was in use a moment ago, its own
+    /// bookkeeping (a request in flight, an error seen) is what matters, and
+    /// the next checkout and the sentinel's idle sweep still run the full
+    /// check before anyone gets it again.
+    fn condition_on_return(&self, conn: &mut Self::Connection) -> Condition {
+        self.condition(conn)
+    }
 }

@@ -255,7 +255,8 @@ async fn rpc_manager_connects_probes_and_judges() {
     manager.heartbeat(&mut conn).await.unwrap();
     manager.heartbeat(&mut conn).await.unwrap();
     assert_eq!(manager.condition(&mut conn), Condition::Ready);
-    assert_eq!((server.heartbeats(), server.requests()), (2, 0));
+    // One heartbeat proves the application at connect, then the two probes.
+    assert_eq!((server.heartbeats(), server.requests()), (3, 0));
     assert_eq!(conn.call(Bytes::from_static(b"hi")).await.unwrap(), "hi");
 }
 
@@ -353,4 +354,20 @@ async fn bytes_arriving_unasked_on_an_idle_connection_make_it_dirty() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn rpc_manager_connect_fails_when_nothing_answers_behind_an_accepting_proxy() {
+    use livepool::testing::FaultProxy;
+    let server = Server::new().bind(loopback()).await.unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    // Like a load balancer with no backend: the TCP handshake succeeds, then RST.
+    proxy.set_refusing(true);
+    let manager = RpcManager::new(proxy.addr());
+    let err = manager.connect().await.unwrap_err();
+    assert!(
+        !matches!(err, ClientError::Connect(_)),
+        "TCP connected: {err:?}"
+    );
+    let _ = server;
 }

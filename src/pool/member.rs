@@ -6,8 +6,14 @@
 //! never shared, so invariant 1 holds by construction; the pool's counters of
 //! who holds how many are kept under the same lock as the moves.
 
+/// A member lives in one heap allocation from connect to eviction, so that
+/// every move between owners (idle set, caller, sentinel, waiter) copies a
+/// pointer rather than the connection: a real client's connection is a few
+/// hundred bytes, moved several times per checkout.
+pub(crate) type Member<C> = Box<MemberData<C>>;
+
 /// All times are coarse-clock milliseconds (see `clock.rs`).
-pub(crate) struct Member<C> {
+pub(crate) struct MemberData<C> {
     pub(crate) conn: C,
     pub(crate) id: u64,
     /// When the member retires (`max_lifetime` with jitter); `u64::MAX` if never.
@@ -27,7 +33,7 @@ pub(crate) struct Member<C> {
     pub(crate) doomed: bool,
 }
 
-impl<C> Member<C> {
+impl<C> MemberData<C> {
     pub(crate) fn idle_for(&self, now_ms: u64) -> u64 {
         now_ms.saturating_sub(self.last_ok_ms)
     }

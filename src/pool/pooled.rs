@@ -132,7 +132,7 @@ impl<M: Manager> Drop for Pooled<M> {
         } else if std::thread::panicking() {
             Some(EvictReason::CallerPanicked)
         } else {
-            match shared.check(&mut member.conn) {
+            match shared.check_on_return(&mut member.conn) {
                 Condition::Ready => None,
                 Condition::Dirty => Some(EvictReason::Dirty),
                 Condition::Broken => Some(EvictReason::BrokenOnReturn),

@@ -21,7 +21,7 @@ use tokio::time::{Instant, MissedTickBehavior, timeout};
 
 use super::chain::Chain;
 use super::checkout::jittered;
-use super::idle::{End, Grant};
+use super::idle::{End, Grant, State};
 use super::member::Member;
 use super::shared::{Held, Shared, Vacancy, log_eviction};
 use super::status::EvictReason;
@@ -191,6 +191,7 @@ impl<M: Manager> Shared<M> {
         let now = self.clock.refresh();
         let interval_ms = self.config.heartbeat_interval.map(|d| d.as_millis() as u64);
         let idle_timeout_ms = self.config.idle_timeout.map(|d| d.as_millis() as u64);
+        let tick_ms = self.config.sentinel_tick().as_millis() as u64;
         let min_idle = self.config.min_idle;
         let mut removed: Vec<(Member<M::Connection>, EvictReason)> = Vec::new();
         {
@@ -243,8 +244,10 @@ impl<M: Manager> Shared<M> {
                         return Some(Action::Evict(EvictReason::IdleTimeout));
                     }
                 }
+                // Claimed up to one tick early, so rounding to the tick never
+                // makes a probe late: the period stays within the jitter.
                 if let Some(interval) = interval_ms {
-                    if m.idle_for(now) + u64::from(m.probe_early_ms) >= interval {
+                    if m.idle_for(now) + u64::from(m.probe_early_ms) + tick_ms >= interval {
                         return Some(Action::Probe);
                     }
                 }
@@ -273,21 +276,29 @@ impl<M: Manager> Shared<M> {
                 std::mem::swap(&mut st.idle, &mut kept);
                 work.scratch = kept;
             }
-            // Refill to min_idle, unless backing off after failed connects.
-            let want = min_idle
-                .saturating_sub(st.spare())
-                .min(self.config.max_size - st.size);
-            let room =
-                MAX_CONCURRENT_REFILLS.saturating_sub(work.refills_in_flight + work.refills_due);
-            if want > 0 && room > 0 && Instant::now() >= work.refill_not_before {
-                let n = want.min(room);
-                st.size += n;
-                st.connecting += n;
-                work.refills_due += n;
-            }
+            self.reserve_refills(&mut st, work);
         }
         for (member, reason) in removed {
             log_eviction(&self.config.name, member.id, reason);
+        }
+    }
+
+    /// Reserves places for refill connects up to `min_idle` (within
+    /// `max_size`), unless backing off after failed connects. Called each
+    /// tick and each time a refill connect succeeds, so refilling a large
+    /// pool runs at the speed of connects, not of ticks.
+    fn reserve_refills(&self, st: &mut State<M::Connection>, work: &mut Work<M::Connection>) {
+        let want = self
+            .config
+            .min_idle
+            .saturating_sub(st.spare())
+            .min(self.config.max_size - st.size);
+        let room = MAX_CONCURRENT_REFILLS.saturating_sub(work.refills_in_flight + work.refills_due);
+        if want > 0 && room > 0 && Instant::now() >= work.refill_not_before {
+            let n = want.min(room);
+            st.size += n;
+            st.connecting += n;
+            work.refills_due += n;
         }
     }
 
@@ -360,7 +371,11 @@ impl<M: Manager> Shared<M> {
                 let orphan = {
                     let mut st = self.lock();
                     let member = self.new_member(&mut st, conn);
-                    st.dispatch(Grant::Member(member), End::Hot)
+                    let orphan = st.dispatch(Grant::Member(member), End::Hot);
+                    if !st.closed {
+                        self.reserve_refills(&mut st, work);
+                    }
+                    orphan
                 };
                 drop(orphan);
             }

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::clock::CoarseClock;
 use super::config::Config;
 use super::idle::{End, Grant, State};
-use super::member::Member;
+use super::member::{Member, MemberData};
 use super::status::{Counters, EvictReason, Status};
 use crate::{Condition, Manager};
 
@@ -62,9 +62,18 @@ impl<M: Manager> Shared<M> {
     /// through the pool's bookkeeping (or kill the sentinel).
     #[inline]
     pub(crate) fn check(&self, conn: &mut M::Connection) -> Condition {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.manager.condition(conn)
-        })) {
+        self.contain(|| self.manager.condition(conn))
+    }
+
+    /// The manager's check on return; see [`Manager::condition_on_return`].
+    #[inline]
+    pub(crate) fn check_on_return(&self, conn: &mut M::Connection) -> Condition {
+        self.contain(|| self.manager.condition_on_return(conn))
+    }
+
+    #[inline]
+    fn contain(&self, check: impl FnOnce() -> Condition) -> Condition {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
             Ok(condition) => condition,
             Err(_) => {
                 tracing::error!(pool = %self.config.name, "Manager::condition panicked; treating the connection as broken");
@@ -138,7 +147,7 @@ impl<M: Manager> Shared<M> {
             None => 0,
         };
         tracing::debug!(pool = %self.config.name, member = id, "member connected");
-        Member {
+        Box::new(MemberData {
             conn,
             id,
             retire_at_ms,
@@ -147,7 +156,7 @@ impl<M: Manager> Shared<M> {
             probe_early_ms,
             failures: 0,
             doomed: false,
-        }
+        })
     }
 
     pub(crate) fn status(&self) -> Status {

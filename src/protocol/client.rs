@@ -138,6 +138,13 @@ impl RpcConnection {
     /// What this connection's own bookkeeping says, without asking the
     /// socket: enough to keep requests and replies in step, and free of
     /// system calls, so every call can afford it.
+    /// What the connection's own bookkeeping knows, with no system call: an
+    /// error seen, a request in flight, reply bytes read but not consumed.
+    /// [`condition`](Self::condition) adds a peek at the socket.
+    pub fn known_condition(&self) -> Condition {
+        self.stream_state()
+    }
+
     fn stream_state(&self) -> Condition {
         if self.broken {
             Condition::Broken

@@ -94,4 +94,11 @@ impl Manager for RpcManager {
     fn condition(&self, conn: &mut RpcConnection) -> Condition {
         conn.condition()
     }
+
+    /// No peek on return: the connection was in use a moment ago, and its
+    /// bookkeeping knows whether a request was cut off or an error seen.
+    /// Bytes nobody asked for are found by the next checkout's peek.
+    fn condition_on_return(&self, conn: &mut RpcConnection) -> Condition {
+        conn.known_condition()
+    }
 }
