@@ -86,3 +86,8 @@ pub use pool::{
     BuildError, Builder, Cause, Config, Counters, Error, EvictReason, Evictions, IdleOrder, Phase,
     Pool, Pooled, ProbeRtt, Status,
 };
+
+/// The README's examples, compiled and run as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -244,10 +244,10 @@ impl<M: Manager> Shared<M> {
                         return Some(Action::Evict(EvictReason::IdleTimeout));
                     }
                 }
-                // Claimed up to one tick early, so rounding to the tick never
-                // makes a probe late: the period stays within the jitter.
+                // Claimed up to half a tick early, which centres the rounding
+                // to the tick: the period stays within the jitter.
                 if let Some(interval) = interval_ms {
-                    if m.idle_for(now) + u64::from(m.probe_early_ms) + tick_ms >= interval {
+                    if m.idle_for(now) + u64::from(m.probe_early_ms) + tick_ms / 2 >= interval {
                         return Some(Action::Probe);
                     }
                 }
