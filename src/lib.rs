@@ -84,7 +84,7 @@ pub mod testing;
 pub use manager::{Condition, Manager};
 pub use pool::{
     BuildError, Builder, Cause, Config, Counters, Error, EvictReason, Evictions, IdleOrder, Phase,
-    Pool, Pooled, ProbeRtt, Status,
+    Pool, Pooled, PooledOwned, ProbeRtt, Status,
 };
 
 /// The README's examples, compiled and run as doc tests so they cannot rot.

@@ -399,7 +399,7 @@ async fn f11_close_wakes_waiters_and_closes_borrowed_members_on_return() {
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let pool = rig.pool.clone();
-            tokio::spawn(async move { timeout(PATIENCE, pool.get()).await })
+            tokio::spawn(async move { timeout(PATIENCE, pool.get_owned()).await })
         })
         .collect();
     wait_until("three waiters to queue", PATIENCE, || {

@@ -247,7 +247,7 @@ async fn dropping_the_last_handle_closes_the_pool_and_stops_the_sentinel() {
     let pool = Pool::builder().min_idle(2).build(manager.clone()).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(manager.open(), 2, "min_idle refilled");
-    let borrowed = pool.get().await.unwrap();
+    let borrowed = pool.get_owned().await.unwrap();
     drop(pool);
     settle().await;
     assert_eq!(manager.open(), 1, "idle member closed, borrowed one kept");

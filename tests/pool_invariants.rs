@@ -57,7 +57,7 @@ async fn invariant_1_a_member_has_exactly_one_owner() {
     drop(conn);
 }
 
-async fn futures_join(pool: &Pool<FakeManager>, n: usize) -> Vec<Pooled<FakeManager>> {
+async fn futures_join(pool: &Pool<FakeManager>, n: usize) -> Vec<Pooled<'_, FakeManager>> {
     let mut held = Vec::new();
     for _ in 0..n {
         held.push(pool.get().await.unwrap());

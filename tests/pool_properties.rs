@@ -55,7 +55,7 @@ async fn run(ops: Vec<Op>) {
         .max_lifetime(Some(Duration::from_secs(40)))
         .build(manager.clone())
         .unwrap();
-    let mut held: Vec<Pooled<FakeManager>> = Vec::new();
+    let mut held: Vec<Pooled<'_, FakeManager>> = Vec::new();
     let mut closed = false;
     for op in ops {
         match op {

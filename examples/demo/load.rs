@@ -50,7 +50,7 @@ impl Members {
     }
 
     /// Notes that a caller holds `member` now.
-    pub fn borrowed(&self, member: u64, conn: &Pooled<RpcManager>) {
+    pub fn borrowed(&self, member: u64, conn: &Pooled<'_, RpcManager>) {
         let now = Instant::now();
         let mut seen = self.seen();
         match seen.get_mut(&member) {

@@ -17,7 +17,7 @@ use super::chain::Chain;
 use super::error::{Cause, Error, Phase};
 use super::idle::{End, Grant};
 use super::member::Member;
-use super::pooled::Pooled;
+use super::pooled::{Home, Pooled};
 use super::shared::{Held, Shared, Vacancy};
 use super::status::EvictReason;
 use crate::{Condition, Manager};
@@ -41,9 +41,39 @@ pub(crate) enum Next<C> {
     Wait(oneshot::Receiver<Grant<C>>),
 }
 
+/// How a checkout makes the guard's way home: a borrow of the pool (`get`)
+/// or a shared handle (`get_owned`).
+pub(crate) trait Lender<'p, M: Manager>: Copy + Send + Sync {
+    fn home(self) -> Home<'p, M>;
+}
+
+impl<'p, M: Manager> Lender<'p, M> for &'p Shared<M> {
+    #[inline]
+    fn home(self) -> Home<'p, M> {
+        Home::Borrowed(self)
+    }
+}
+
+/// Lends a guard its own handle on the pool, so it may outlive the borrow.
+pub(crate) struct Owned<'s, M: Manager>(pub(crate) &'s Arc<Shared<M>>);
+
+impl<M: Manager> Clone for Owned<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: Manager> Copy for Owned<'_, M> {}
+
+impl<M: Manager> Lender<'static, M> for Owned<'_, M> {
+    fn home(self) -> Home<'static, M> {
+        Home::Owned(Arc::clone(self.0))
+    }
+}
+
 /// The outcome of one try.
-enum Step<M: Manager> {
-    Done(Pooled<M>),
+enum Step<'p, M: Manager> {
+    Done(Pooled<'p, M>),
     Retry,
     Fail(Error<M::Error>),
 }
@@ -96,8 +126,8 @@ impl<E> Attempt<E> {
 }
 
 /// What the fast path of `get` leaves for the slow path.
-pub(crate) enum Fast<M: Manager> {
-    Done(Pooled<M>),
+pub(crate) enum Fast<'p, M: Manager> {
+    Done(Pooled<'p, M>),
     Fail(Error<M::Error>),
     /// Carry on with this step (or decide afresh, for `None`).
     Slow(Option<Next<M::Connection>>, Attempt<M::Error>),
@@ -107,11 +137,15 @@ impl<M: Manager> Shared<M> {
     /// The common case with no await, no timer, no clock read and no span: an
     /// idle member used recently enough, which passes the cheap check.
     #[inline]
-    pub(crate) fn checkout_fast(self: &Arc<Self>, queue: Queue) -> Fast<M> {
+    pub(crate) fn checkout_fast<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
+        queue: Queue,
+    ) -> Fast<'p, M> {
         let mut attempt = Attempt::new();
         match self.decide(queue, &mut attempt) {
             Err(e) => Fast::Fail(e),
-            Ok(Next::Fresh(member)) => match self.hand_out(member, Held::ByCheckout) {
+            Ok(Next::Fresh(member)) => match self.hand_out(lender, member, Held::ByCheckout) {
                 Step::Done(pooled) => Fast::Done(pooled),
                 Step::Fail(e) => Fast::Fail(e),
                 Step::Retry => {
@@ -124,24 +158,25 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Everything else: probing, connecting, queueing, retrying.
-    pub(crate) async fn checkout_slow(
-        self: &Arc<Self>,
+    pub(crate) async fn checkout_slow<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
         queue: Queue,
         mut next: Option<Next<M::Connection>>,
         mut attempt: Attempt<M::Error>,
-    ) -> Result<Pooled<M>, Error<M::Error>> {
+    ) -> Result<Pooled<'p, M>, Error<M::Error>> {
         loop {
             let step = match next.take() {
                 Some(next) => next,
                 None => self.decide(queue, &mut attempt)?,
             };
             let step = match step {
-                Next::Fresh(member) => self.hand_out(member, Held::ByCheckout),
-                Next::Stale(member) => self.probe_then_hand_out(member, &mut attempt).await,
-                Next::Connect => self.connect_for_caller(&mut attempt).await,
+                Next::Fresh(member) => self.hand_out(lender, member, Held::ByCheckout),
+                Next::Stale(member) => self.probe_then_hand_out(lender, member, &mut attempt).await,
+                Next::Connect => self.connect_for_caller(lender, &mut attempt).await,
                 Next::Wait(rx) => match self.wait(rx).await {
-                    Ok(Grant::Member(member)) => self.hand_out(member, Held::ByCheckout),
-                    Ok(Grant::Capacity) => self.connect_for_caller(&mut attempt).await,
+                    Ok(Grant::Member(member)) => self.hand_out(lender, member, Held::ByCheckout),
+                    Ok(Grant::Capacity) => self.connect_for_caller(lender, &mut attempt).await,
                     Ok(Grant::TimedOut) => {
                         self.lock().counters.wait_timeouts += 1;
                         Step::Fail(self.timeout_error(Phase::Waiting, &mut attempt))
@@ -195,9 +230,14 @@ impl<M: Manager> Shared<M> {
 
     /// The cheap check, then the guard. A member that fails it is evicted and
     /// the caller tries again.
-    fn hand_out(self: &Arc<Self>, mut member: Member<M::Connection>, from: Held) -> Step<M> {
+    fn hand_out<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
+        mut member: Member<M::Connection>,
+        from: Held,
+    ) -> Step<'p, M> {
         match self.check(&mut member.conn) {
-            Condition::Ready => Step::Done(Pooled::new(Arc::clone(self), member)),
+            Condition::Ready => Step::Done(Pooled::new(lender.home(), member)),
             Condition::Dirty | Condition::Broken => {
                 self.evict(member, EvictReason::BrokenOnCheckout, from);
                 Step::Retry
@@ -205,11 +245,12 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    async fn probe_then_hand_out(
-        self: &Arc<Self>,
+    async fn probe_then_hand_out<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
         mut member: Member<M::Connection>,
         attempt: &mut Attempt<M::Error>,
-    ) -> Step<M> {
+    ) -> Step<'p, M> {
         if self.check(&mut member.conn) != Condition::Ready {
             self.evict(member, EvictReason::BrokenOnCheckout, Held::Probing);
             return Step::Retry;
@@ -236,7 +277,7 @@ impl<M: Manager> Shared<M> {
                     st.counters.probes_ok += 1;
                     st.counters.probe_rtt.record(rtt);
                 }
-                Step::Done(Pooled::new(Arc::clone(self), member))
+                Step::Done(Pooled::new(lender.home(), member))
             }
             Ok(Err(error)) => {
                 tracing::warn!(pool = %self.config.name, member = member.id, error = %Chain(&error), "heartbeat at checkout failed");
@@ -269,7 +310,11 @@ impl<M: Manager> Shared<M> {
     /// `connecting`). A failed connect gives the place up, then backs off
     /// before the caller tries again, so a server that refuses at once does
     /// not turn checkouts into a busy loop.
-    async fn connect_for_caller(self: &Arc<Self>, attempt: &mut Attempt<M::Error>) -> Step<M> {
+    async fn connect_for_caller<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
+        attempt: &mut Attempt<M::Error>,
+    ) -> Step<'p, M> {
         let vacancy = Vacancy::new(self, Held::Connecting, None);
         let deadline = attempt.deadline(self).at;
         let connect_deadline = deadline.min(Instant::now() + self.config.connect_timeout);
@@ -284,7 +329,7 @@ impl<M: Manager> Shared<M> {
                 };
                 // Even a new connection gets the cheap check: a server that
                 // accepts and closes at once must not reach the caller.
-                self.hand_out(member, Held::ByCheckout)
+                self.hand_out(lender, member, Held::ByCheckout)
             }
             Ok(Err(error)) => {
                 tracing::warn!(pool = %self.config.name, error = %Chain(&error), "connect failed");
@@ -337,7 +382,7 @@ impl<M: Manager> Shared<M> {
         received.map_err(|_| Error::Closed)
     }
 
-    fn timed_out(&self, phase: Phase, attempt: &mut Attempt<M::Error>) -> Step<M> {
+    fn timed_out<'p>(&self, phase: Phase, attempt: &mut Attempt<M::Error>) -> Step<'p, M> {
         self.lock().counters.wait_timeouts += 1;
         Step::Fail(self.timeout_error(phase, attempt))
     }

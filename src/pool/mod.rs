@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 pub use config::{BuildError, Config, IdleOrder, MAX_POOL_SIZE};
 pub use error::{Cause, Error, Phase};
-pub use pooled::Pooled;
+pub use pooled::{Pooled, PooledOwned};
 pub use status::{Counters, EvictReason, Evictions, ProbeRtt, Status};
 
 use checkout::{Fast, Queue};
@@ -138,13 +138,27 @@ impl<M: Manager> Pool<M> {
     /// below `max_size`, else queues first-come first-served. Dead members
     /// met on the way are evicted and the next one tried. Dropping the future
     /// at any point leaks nothing.
-    pub async fn get(&self) -> Result<Pooled<M>, Error<M::Error>> {
+    pub async fn get(&self) -> Result<Pooled<'_, M>, Error<M::Error>> {
+        let shared: &Shared<M> = self.shared();
         // Built before the await, so nothing of the fast path's lives in
         // this future's state.
-        let slow = match self.shared().checkout_fast(Queue::Wait) {
+        let slow = match shared.checkout_fast(shared, Queue::Wait) {
             Fast::Done(pooled) => return Ok(pooled),
             Fast::Fail(e) => return Err(e),
-            Fast::Slow(next, attempt) => self.slow(Queue::Wait, next, attempt),
+            Fast::Slow(next, attempt) => self.slow(shared, Queue::Wait, next, attempt),
+        };
+        slow.await
+    }
+
+    /// Like [`get`](Self::get), but the guard holds its own handle on the
+    /// pool instead of borrowing it, so it can be moved into a spawned task or
+    /// kept in a struct. Costs a reference count per checkout.
+    pub async fn get_owned(&self) -> Result<PooledOwned<M>, Error<M::Error>> {
+        let lender = checkout::Owned(self.shared());
+        let slow = match self.shared().checkout_fast(lender, Queue::Wait) {
+            Fast::Done(pooled) => return Ok(pooled),
+            Fast::Fail(e) => return Err(e),
+            Fast::Slow(next, attempt) => self.slow(lender, Queue::Wait, next, attempt),
         };
         slow.await
     }
@@ -152,13 +166,12 @@ impl<M: Manager> Pool<M> {
     /// Like [`get`](Self::get) but never queues: fails with
     /// [`Error::Exhausted`] when every member is in use and the pool is full.
     /// It may still connect or probe, bounded by their timeouts.
-    pub async fn try_get(&self) -> Result<Pooled<M>, Error<M::Error>> {
-        // Built before the await, so nothing of the fast path's lives in
-        // this future's state.
-        let slow = match self.shared().checkout_fast(Queue::Never) {
+    pub async fn try_get(&self) -> Result<Pooled<'_, M>, Error<M::Error>> {
+        let shared: &Shared<M> = self.shared();
+        let slow = match shared.checkout_fast(shared, Queue::Never) {
             Fast::Done(pooled) => return Ok(pooled),
             Fast::Fail(e) => return Err(e),
-            Fast::Slow(next, attempt) => self.slow(Queue::Never, next, attempt),
+            Fast::Slow(next, attempt) => self.slow(shared, Queue::Never, next, attempt),
         };
         slow.await
     }
@@ -169,16 +182,17 @@ impl<M: Manager> Pool<M> {
     /// path, which runs with no span, no clock read and no timer. The slow
     /// path awaits I/O or a queue anyway, next to which one allocation is
     /// nothing.
-    fn slow(
-        &self,
+    fn slow<'a, 'p: 'a>(
+        &'a self,
+        lender: impl checkout::Lender<'p, M> + 'a,
         queue: Queue,
         next: Option<checkout::Next<M::Connection>>,
         attempt: checkout::Attempt<M::Error>,
-    ) -> SlowCheckout<'_, M> {
+    ) -> SlowCheckout<'a, 'p, M> {
         let shared = self.shared();
         Box::pin(
             shared
-                .checkout_slow(queue, next, attempt)
+                .checkout_slow(lender, queue, next, attempt)
                 .instrument(tracing::debug_span!("checkout", pool = %shared.config.name)),
         )
     }
@@ -211,8 +225,8 @@ impl<M: Manager> Pool<M> {
 }
 
 /// The slow path of a checkout, boxed (see `Pool::slow`).
-type SlowCheckout<'a, M> =
-    Pin<Box<dyn Future<Output = Result<Pooled<M>, Error<<M as Manager>::Error>>> + Send + 'a>>;
+type SlowCheckout<'a, 'p, M> =
+    Pin<Box<dyn Future<Output = Result<Pooled<'p, M>, Error<<M as Manager>::Error>>> + Send + 'a>>;
 
 /// Sets a pool up; every setting has a default (see [`Config`]).
 #[derive(Debug, Clone, Default)]

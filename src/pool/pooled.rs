@@ -41,14 +41,40 @@ use crate::{Condition, Manager};
 /// drop(conn); // back to the pool
 /// # Ok(()) }
 /// ```
-pub struct Pooled<M: Manager> {
-    shared: Arc<Shared<M>>,
+pub struct Pooled<'a, M: Manager> {
+    shared: Home<'a, M>,
     member: Option<Member<M::Connection>>,
     broken: bool,
 }
 
-impl<M: Manager> Pooled<M> {
-    pub(crate) fn new(shared: Arc<Shared<M>>, member: Member<M::Connection>) -> Self {
+/// Where a guard returns its member: a borrow of the pool (`get`), which costs
+/// nothing, or a shared handle (`get_owned`), for a guard that must outlive
+/// the borrow (moved into a spawned task), at the price of a reference count
+/// on a cache line every checkout touches.
+pub(crate) enum Home<'a, M: Manager> {
+    Borrowed(&'a Shared<M>),
+    Owned(Arc<Shared<M>>),
+}
+
+impl<M: Manager> Deref for Home<'_, M> {
+    type Target = Shared<M>;
+
+    #[inline]
+    fn deref(&self) -> &Shared<M> {
+        match self {
+            Home::Borrowed(shared) => shared,
+            Home::Owned(shared) => shared,
+        }
+    }
+}
+
+/// A borrowed connection that owns its way home: what
+/// [`Pool::get_owned`](super::Pool::get_owned) returns, for moving into a
+/// spawned task or storing in a struct.
+pub type PooledOwned<M> = Pooled<'static, M>;
+
+impl<'a, M: Manager> Pooled<'a, M> {
+    pub(crate) fn new(shared: Home<'a, M>, member: Member<M::Connection>) -> Self {
         Pooled {
             shared,
             member: Some(member),
@@ -92,7 +118,7 @@ impl<M: Manager> Pooled<M> {
     }
 }
 
-impl<M: Manager> Deref for Pooled<M> {
+impl<M: Manager> Deref for Pooled<'_, M> {
     type Target = M::Connection;
 
     fn deref(&self) -> &M::Connection {
@@ -100,7 +126,7 @@ impl<M: Manager> Deref for Pooled<M> {
     }
 }
 
-impl<M: Manager> DerefMut for Pooled<M> {
+impl<M: Manager> DerefMut for Pooled<'_, M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
         match &mut self.member {
             Some(member) => &mut member.conn,
@@ -109,7 +135,7 @@ impl<M: Manager> DerefMut for Pooled<M> {
     }
 }
 
-impl<M: Manager> fmt::Debug for Pooled<M>
+impl<M: Manager> fmt::Debug for Pooled<'_, M>
 where
     M::Connection: fmt::Debug,
 {
@@ -121,7 +147,7 @@ where
     }
 }
 
-impl<M: Manager> Drop for Pooled<M> {
+impl<M: Manager> Drop for Pooled<'_, M> {
     fn drop(&mut self) {
         let Some(mut member) = self.member.take() else {
             return;

@@ -91,7 +91,10 @@ pub async fn assert_server_matches_pool<M: Manager>(
 /// Gives back `conn`, the pool's only member, healthy: it goes idle and the
 /// sentinel's heartbeats keep it there (two pass, nothing is evicted).
 /// Returns the status by then.
-pub async fn return_and_watch_it_heartbeat<M: Manager>(pool: &Pool<M>, conn: Pooled<M>) -> Status {
+pub async fn return_and_watch_it_heartbeat<M: Manager>(
+    pool: &Pool<M>,
+    conn: Pooled<'_, M>,
+) -> Status {
     drop(conn);
     let status = pool.status();
     assert_eq!((status.idle, status.in_use), (1, 0), "{status:?}");
@@ -107,7 +110,7 @@ pub async fn return_and_watch_it_heartbeat<M: Manager>(pool: &Pool<M>, conn: Poo
 /// sessions named `name`.
 pub async fn return_cut_off_member<M: Manager>(
     pool: &Pool<M>,
-    conn: Pooled<M>,
+    conn: Pooled<'_, M>,
     name: &str,
     mut listed: impl AsyncFnMut() -> usize,
 ) {

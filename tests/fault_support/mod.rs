@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use livepool::PooledOwned;
 use livepool::protocol::{RpcConnection, RpcManager, Server, ServerHandle};
 use livepool::tcp::TcpOptions;
 use livepool::testing::FaultProxy;
@@ -269,8 +270,8 @@ impl Rig {
 }
 
 /// Borrows a member; the test fails if `get` errors or takes over [`PATIENCE`].
-pub async fn borrow(pool: &Pool<RpcManager>) -> Pooled<RpcManager> {
-    match timeout(PATIENCE, pool.get()).await {
+pub async fn borrow(pool: &Pool<RpcManager>) -> PooledOwned<RpcManager> {
+    match timeout(PATIENCE, pool.get_owned()).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => panic!("get failed: {e} ({e:?})"),
         Err(_) => panic!("get hung past {PATIENCE:?}"),
