@@ -39,14 +39,15 @@ struct Fields {
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        match field.name() {
-            "message" => self.message = format!("{value:?}"),
-            "retry_in" => self.retry_in = Some(format!("{value:?}")),
-            _ => {}
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "retry_in_ms" {
+            self.retry_in = Some(format!("{value} ms"));
+        }
         if field.name() == "member" {
             self.member = Some(value);
         }

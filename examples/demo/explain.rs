@@ -103,8 +103,9 @@ pub fn explain(
                 "For {} nothing listened on the port. The proxy, like a TCP load balancer \
                  with no backend, still accepted each connect and then reset it: {} \
                  connects inside get()s and {} refill connects failed outright (a get() \
-                 retries its own within wait_timeout), while the others 'succeeded' and \
-                 handed out a member the reset killed on its first call. ",
+                 retries its own within wait_timeout). A connect proves the server \
+                 application with one heartbeat, so one the proxy accepted and then reset \
+                 counts as a failed connect (backed off), never as a member. ",
                 seconds(down),
                 facts.get_connect_failures,
                 facts.refill_failures,
@@ -113,9 +114,9 @@ pub fn explain(
     }
     if let Some((at, retry_in)) = &facts.refill_retry_in {
         text.push_str(&format!(
-            "After its last failed refill connect (at {:.3}) the sentinel waits about {retry_in} \
-             (with jitter) before it refills again; until then the pool stays below min_idle \
-             unless callers' get()s connect. ",
+            "After its last failed refill connect (at {:.3}) the sentinel backed off {retry_in} \
+             (with jitter) before refilling again; any connect that succeeds meanwhile, a \
+             caller's included, ends the backoff. ",
             at.as_secs_f64()
         ));
     }

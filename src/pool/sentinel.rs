@@ -390,16 +390,19 @@ impl<M: Manager> Shared<M> {
                     work.refill_backoff =
                         (work.refill_backoff * 2).min(self.config.refill_backoff_max);
                 }
-                let (pool, retry_in) = (&self.config.name, work.refill_not_before - now);
+                let (pool, retry_in_ms) = (
+                    &self.config.name,
+                    (work.refill_not_before - now).as_millis() as u64,
+                );
                 match &error {
                     Failure::Error(error) => {
-                        tracing::warn!(pool = %pool, error = %Chain(error), ?retry_in, "refill connect failed")
+                        tracing::warn!(pool = %pool, error = %Chain(error), retry_in_ms, "refill connect failed")
                     }
                     Failure::TimedOut => {
-                        tracing::warn!(pool = %pool, timeout = ?self.config.connect_timeout, ?retry_in, "refill connect timed out")
+                        tracing::warn!(pool = %pool, timeout = ?self.config.connect_timeout, retry_in_ms, "refill connect timed out")
                     }
                     Failure::Panicked => {
-                        tracing::error!(pool = %pool, ?retry_in, "Manager::connect panicked")
+                        tracing::error!(pool = %pool, retry_in_ms, "Manager::connect panicked")
                     }
                 }
             }
