@@ -26,7 +26,7 @@ use fault_support::{
 use livepool::protocol::{ClientError, ServerMode};
 use livepool::tcp::ConnectError;
 use livepool::testing::Fault;
-use livepool::{Cause, Condition, Error, EvictReason, Phase};
+use livepool::{Cause, Condition, Error, EvictReason, Evictions, Phase};
 use tokio::time::{Instant, sleep, timeout};
 
 /// Callers per test: few enough that they only ever use the hot end of the
@@ -342,16 +342,28 @@ async fn f09_member_returned_after_a_cancelled_request_is_evicted_dirty() {
     assert_eq!(conn.condition(), Condition::Dirty);
     let before = checked_status(&rig.pool).counters.evicted;
     drop(conn);
+    // Evicted on return, at once; callers' calls during the slow moment were
+    // slow, not failed.
+    assert_one_more_eviction(&rig, &before, EvictReason::Dirty);
+    callers_saw_nothing(rig, callers).await;
+}
+
+/// The pool counted exactly one more eviction for `reason` since `before`.
+fn assert_one_more_eviction(rig: &Rig, before: &Evictions, reason: EvictReason) {
     let after = checked_status(&rig.pool).counters.evicted;
     assert_eq!(
-        after.get(EvictReason::Dirty),
-        before.get(EvictReason::Dirty) + 1,
-        "evicted on return, at once: {after:?}"
+        after.get(reason),
+        before.get(reason) + 1,
+        "{reason}: {after:?}"
     );
+}
+
+/// After a fault that callers must not notice: a heartbeat interval of calm,
+/// then no failed `get` and no failed call, and the pool back in full health.
+async fn callers_saw_nothing(rig: Rig, callers: Callers) {
     sleep(HEARTBEAT_INTERVAL).await;
     let tally = callers.stop().await;
     assert_eq!(tally.get_errors(), Vec::<String>::new());
-    // Callers' calls during the slow moment were slow, not failed.
     assert_eq!(tally.call_errors(), Vec::<String>::new());
     rig.assert_recovered().await;
     rig.teardown().await;
@@ -374,18 +386,8 @@ async fn f10_caller_panic_evicts_its_member_and_the_pool_carries_on() {
     })
     .await;
     assert!(panicked.is_err_and(|e| e.is_panic()));
-    let after = checked_status(&rig.pool).counters.evicted;
-    assert_eq!(
-        after.get(EvictReason::CallerPanicked),
-        before.get(EvictReason::CallerPanicked) + 1,
-        "{after:?}"
-    );
-    sleep(HEARTBEAT_INTERVAL).await;
-    let tally = callers.stop().await;
-    assert_eq!(tally.get_errors(), Vec::<String>::new());
-    assert_eq!(tally.call_errors(), Vec::<String>::new());
-    rig.assert_recovered().await;
-    rig.teardown().await;
+    assert_one_more_eviction(&rig, &before, EvictReason::CallerPanicked);
+    callers_saw_nothing(rig, callers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
