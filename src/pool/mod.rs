@@ -138,6 +138,10 @@ impl<M: Manager> Pool<M> {
     /// below `max_size`, else queues first-come first-served. Dead members
     /// met on the way are evicted and the next one tried. Dropping the future
     /// at any point leaks nothing.
+    ///
+    /// The guard borrows the pool, which makes a checkout cheaper than any
+    /// reference count; use [`get_owned`](Self::get_owned) for a guard that
+    /// must outlive the borrow.
     pub async fn get(&self) -> Result<Pooled<'_, M>, Error<M::Error>> {
         let shared: &Shared<M> = self.shared();
         // Built before the await, so nothing of the fast path's lives in
