@@ -97,6 +97,23 @@ impl Default for Config {
 }
 
 /// A configuration the pool refuses to build with.
+///
+/// ```
+/// # use livepool::{Manager, Pool, BuildError};
+/// # struct M;
+/// # impl Manager for M {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     async fn connect(&self) -> std::io::Result<()> { Ok(()) }
+/// #     async fn heartbeat(&self, _: &mut ()) -> std::io::Result<()> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let err = Pool::builder().max_size(4).min_idle(8).build(M).unwrap_err();
+/// assert_eq!(err, BuildError::MinIdleAboveMaxSize { min_idle: 8, max_size: 4 });
+/// assert_eq!(err.to_string(), "min_idle (8) must not be above max_size (4)");
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum BuildError {

@@ -11,6 +11,36 @@ use std::time::Duration;
 /// reconnecting) for as long as `wait_timeout` allows, so an error means no live
 /// connection could be had in time. It says what the pool was doing when time
 /// ran out and carries the last failure as its `source`.
+///
+/// ```
+/// # use livepool::{Manager, Pool};
+/// # struct Refused;
+/// # impl Manager for Refused {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     async fn connect(&self) -> std::io::Result<()> {
+/// #         Err(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"))
+/// #     }
+/// #     async fn heartbeat(&self, _: &mut ()) -> std::io::Result<()> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use livepool::{Cause, Error, Phase};
+///
+/// let pool = Pool::builder()
+///     .wait_timeout(Duration::from_millis(200))
+///     .build(Refused)
+///     .unwrap();
+/// match pool.get().await {
+///     Err(Error::Timeout { phase: Phase::Connecting, cause: Some(Cause::Connect(e)), .. }) => {
+///         // The server refused every connect for 200 ms; `e` is the manager's own error.
+///         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+///     }
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error<E> {

@@ -157,6 +157,24 @@ impl<M: Manager> Pool<M> {
     /// Like [`get`](Self::get), but the guard holds its own handle on the
     /// pool instead of borrowing it, so it can be moved into a spawned task or
     /// kept in a struct. Costs a reference count per checkout.
+    ///
+    /// ```
+    /// # use livepool::{Manager, Pool};
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Connection = u32;
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> std::io::Result<u32> { Ok(7) }
+    /// #     async fn heartbeat(&self, _: &mut u32) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder().build(M)?;
+    /// let conn = pool.get_owned().await?;
+    /// let answer = tokio::spawn(async move { *conn + 1 }).await?; // returned when the task ends
+    /// assert_eq!(answer, 8);
+    /// # Ok(()) }
+    /// ```
     pub async fn get_owned(&self) -> Result<PooledOwned<M>, Error<M::Error>> {
         let lender = checkout::Owned(self.shared());
         let slow = match self.shared().checkout_fast(lender, Queue::Wait) {

@@ -193,6 +193,33 @@ pub struct Counters {
 
 /// A snapshot of the pool, taken under its lock, so the counts add up:
 /// `size == idle + in_use + probing + connecting`.
+///
+/// Export it as gauges and counters; a dashboard charts rates from two
+/// snapshots:
+///
+/// ```
+/// # use livepool::{Manager, Pool};
+/// # struct M;
+/// # impl Manager for M {
+/// #     type Connection = ();
+/// #     type Error = std::io::Error;
+/// #     async fn connect(&self) -> std::io::Result<()> { Ok(()) }
+/// #     async fn heartbeat(&self, _: &mut ()) -> std::io::Result<()> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pool = Pool::builder().name("orders-db").build(M).unwrap();
+/// drop(pool.get().await.unwrap());
+///
+/// let status = pool.status();
+/// assert_eq!(status.size, status.idle + status.in_use + status.probing + status.connecting);
+/// let mut lines = vec![format!("pool_members{{state=\"idle\"}} {}", status.idle)];
+/// for (reason, count) in status.counters.evicted.iter() {
+///     lines.push(format!("pool_evictions_total{{reason=\"{reason}\"}} {count}"));
+/// }
+/// assert!(lines.iter().any(|l| l.contains("reason=\"probe_timed_out\"")));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Status {
