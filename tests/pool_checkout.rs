@@ -354,10 +354,12 @@ async fn a_broken_idle_member_is_skipped_at_checkout_without_an_error() {
 }
 
 /// The fast path's future must stay small: it is moved by value into every
-/// caller's state machine, and a large one costs a memcpy per checkout.
+/// caller's state machine, and a large one costs a memcpy per checkout. It
+/// holds the fast path and an inline wait (a receiver and a deadline); probe,
+/// connect and retry state is boxed out of line (it was 592 bytes inline).
 #[tokio::test]
 async fn the_get_future_is_small() {
     let pool = Pool::builder().build(FakeManager::new()).unwrap();
     let size = std::mem::size_of_val(&pool.get());
-    assert!(size <= 48, "get() future is {size} bytes");
+    assert!(size <= 160, "get() future is {size} bytes");
 }

@@ -96,7 +96,7 @@ const CONNECT_RETRY_MAX: Duration = Duration::from_secs(1);
 /// the timers of connects and probes, coarse milliseconds for the sentinel,
 /// which enforces it on queued checkouts.
 #[derive(Clone, Copy)]
-struct Deadline {
+pub(crate) struct Deadline {
     at: Instant,
     ms: u64,
 }
@@ -112,23 +112,54 @@ impl<E> Attempt<E> {
         }
     }
 
-    /// Reads the real clock once per checkout, on its first slow step.
+    /// Set on the first slow step, from the coarse clock: no clock read. The
+    /// coarse clock lags by at most one sentinel tick, so one tick is added:
+    /// the deadline is never early, and late by at most a tick.
     fn deadline<M: Manager>(&mut self, shared: &Shared<M>) -> Deadline {
         *self.deadline.get_or_insert_with(|| {
-            let now_ms = shared.clock.refresh();
-            let ms = now_ms + shared.config.wait_timeout.as_millis() as u64;
+            let ms = shared.clock.now_ms()
+                + shared.config.wait_timeout.as_millis() as u64
+                + shared.tick_ms;
             Deadline {
                 at: shared.clock.instant_of(ms),
                 ms,
             }
         })
     }
+
+    /// What a checkout that waited inline knows when it moves to the slow path.
+    fn after_wait(deadline: Deadline, retried: bool) -> Self {
+        Attempt {
+            deadline: Some(deadline),
+            cause: None,
+            retried,
+            counted_wait: true,
+            connect_backoff: CONNECT_RETRY_FIRST,
+        }
+    }
+}
+
+/// A checkout that queued on its fast path: what it waits on, with no span,
+/// no timer and no box, because a plain wait needs little state. Anything
+/// more (a connect, a probe, a retry) goes on to the boxed slow path.
+pub(crate) struct Queued<C> {
+    pub(crate) rx: oneshot::Receiver<Grant<C>>,
+    pub(crate) deadline: Deadline,
+}
+
+/// What an inline wait ends in.
+pub(crate) enum Waited<'p, M: Manager> {
+    Done(Pooled<'p, M>),
+    Fail(Error<M::Error>),
+    Slow(Option<Next<M::Connection>>, Attempt<M::Error>),
 }
 
 /// What the fast path of `get` leaves for the slow path.
 pub(crate) enum Fast<'p, M: Manager> {
     Done(Pooled<'p, M>),
     Fail(Error<M::Error>),
+    /// Queued behind other callers: wait inline.
+    Queued(Queued<M::Connection>),
     /// Carry on with this step (or decide afresh, for `None`).
     Slow(Option<Next<M::Connection>>, Attempt<M::Error>),
 }
@@ -153,7 +184,41 @@ impl<M: Manager> Shared<M> {
                     Fast::Slow(None, attempt)
                 }
             },
+            Ok(Next::Wait(rx)) if queue == Queue::Wait => match attempt.deadline {
+                Some(deadline) => Fast::Queued(Queued { rx, deadline }),
+                None => Fast::Slow(Some(Next::Wait(rx)), attempt),
+            },
             Ok(next) => Fast::Slow(Some(next), attempt),
+        }
+    }
+
+    /// What a checkout queued on its fast path does with what it received:
+    /// a member fresh from another caller is handed out after the cheap
+    /// check; anything else goes on to the slow path or fails.
+    pub(crate) fn after_inline_wait<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
+        received: Result<Grant<M::Connection>, Error<M::Error>>,
+        deadline: Deadline,
+    ) -> Waited<'p, M> {
+        match received {
+            Ok(Grant::Member(member)) => match self.hand_out(lender, member, Held::ByCheckout) {
+                Step::Done(pooled) => Waited::Done(pooled),
+                Step::Fail(e) => Waited::Fail(e),
+                Step::Retry => Waited::Slow(None, Attempt::after_wait(deadline, true)),
+            },
+            Ok(Grant::Capacity) => {
+                Waited::Slow(Some(Next::Connect), Attempt::after_wait(deadline, false))
+            }
+            Ok(Grant::TimedOut) => {
+                self.lock().counters.wait_timeouts += 1;
+                Waited::Fail(Error::Timeout {
+                    phase: Phase::Waiting,
+                    waited: self.config.wait_timeout,
+                    cause: None,
+                })
+            }
+            Err(e) => Waited::Fail(e),
         }
     }
 
@@ -365,21 +430,13 @@ impl<M: Manager> Shared<M> {
 
     /// Waits for a grant with no timer of its own: the sentinel sends
     /// `Grant::TimedOut` once the deadline given at `enqueue` has passed.
-    async fn wait(
-        &self,
-        rx: oneshot::Receiver<Grant<M::Connection>>,
-    ) -> Result<Grant<M::Connection>, Error<M::Error>> {
-        let mut queued = Queued {
+    /// A queued checkout's wait: a hand-written future, so that waiting
+    /// adds no async-fn layer (and no state) to the `get()` future.
+    pub(crate) fn wait(&self, rx: oneshot::Receiver<Grant<M::Connection>>) -> Waiting<'_, M> {
+        Waiting {
             shared: self,
             rx: Some(rx),
-        };
-        let Some(rx) = queued.rx.as_mut() else {
-            return Err(Error::Closed);
-        };
-        let received = rx.await;
-        queued.rx = None;
-        // The sender is dropped without a grant only by `close`.
-        received.map_err(|_| Error::Closed)
+        }
     }
 
     fn timed_out<'p>(&self, phase: Phase, attempt: &mut Attempt<M::Error>) -> Step<'p, M> {
@@ -414,12 +471,30 @@ impl<M: Manager> Shared<M> {
 /// A caller's place in the queue. Dropped while still queued (a cancelled or
 /// timed-out `get`), it closes its channel and passes on anything that was
 /// handed to it in the meantime, so no member or place is lost.
-struct Queued<'a, M: Manager> {
+pub(crate) struct Waiting<'a, M: Manager> {
     shared: &'a Shared<M>,
     rx: Option<oneshot::Receiver<Grant<M::Connection>>>,
 }
 
-impl<M: Manager> Queued<'_, M> {
+impl<M: Manager> std::future::Future for Waiting<'_, M> {
+    type Output = Result<Grant<M::Connection>, Error<M::Error>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Some(rx) = self.rx.as_mut() else {
+            return std::task::Poll::Ready(Err(Error::Closed));
+        };
+        let received = std::task::ready!(std::pin::Pin::new(rx).poll(cx));
+        // Received: nothing left for `Drop` to pass on.
+        self.rx = None;
+        // The sender is dropped without a grant only by `close`.
+        std::task::Poll::Ready(received.map_err(|_| Error::Closed))
+    }
+}
+
+impl<M: Manager> Waiting<'_, M> {
     /// Closes the channel; a member handed over before that is returned, a
     /// free place is passed on (too late to connect with it).
     fn take_late_grant(&mut self) -> Option<Grant<M::Connection>> {
@@ -436,7 +511,7 @@ impl<M: Manager> Queued<'_, M> {
     }
 }
 
-impl<M: Manager> Drop for Queued<'_, M> {
+impl<M: Manager> Drop for Waiting<'_, M> {
     fn drop(&mut self) {
         if let Some(grant) = self.take_late_grant() {
             self.shared.redispatch(grant);

@@ -32,7 +32,7 @@ pub use error::{Cause, Error, Phase};
 pub use pooled::{Pooled, PooledOwned};
 pub use status::{Counters, EvictReason, Evictions, ProbeRtt, Status};
 
-use checkout::{Fast, Queue};
+use checkout::{Fast, Queue, Waited};
 use shared::Shared;
 
 use crate::Manager;
@@ -142,16 +142,9 @@ impl<M: Manager> Pool<M> {
     /// The guard borrows the pool, which makes a checkout cheaper than any
     /// reference count; use [`get_owned`](Self::get_owned) for a guard that
     /// must outlive the borrow.
-    pub async fn get(&self) -> Result<Pooled<'_, M>, Error<M::Error>> {
+    pub fn get(&self) -> impl Future<Output = Result<Pooled<'_, M>, Error<M::Error>>> + Send + '_ {
         let shared: &Shared<M> = self.shared();
-        // Built before the await, so nothing of the fast path's lives in
-        // this future's state.
-        let slow = match shared.checkout_fast(shared, Queue::Wait) {
-            Fast::Done(pooled) => return Ok(pooled),
-            Fast::Fail(e) => return Err(e),
-            Fast::Slow(next, attempt) => self.slow(shared, Queue::Wait, next, attempt),
-        };
-        slow.await
+        self.checkout(shared, Queue::Wait)
     }
 
     /// Like [`get`](Self::get), but the guard holds its own handle on the
@@ -175,25 +168,52 @@ impl<M: Manager> Pool<M> {
     /// assert_eq!(answer, 8);
     /// # Ok(()) }
     /// ```
-    pub async fn get_owned(&self) -> Result<PooledOwned<M>, Error<M::Error>> {
-        let lender = checkout::Owned(self.shared());
-        let slow = match self.shared().checkout_fast(lender, Queue::Wait) {
-            Fast::Done(pooled) => return Ok(pooled),
-            Fast::Fail(e) => return Err(e),
-            Fast::Slow(next, attempt) => self.slow(lender, Queue::Wait, next, attempt),
-        };
-        slow.await
+    pub fn get_owned(
+        &self,
+    ) -> impl Future<Output = Result<PooledOwned<M>, Error<M::Error>>> + Send + '_ {
+        self.checkout(checkout::Owned(self.shared()), Queue::Wait)
     }
 
     /// Like [`get`](Self::get) but never queues: fails with
     /// [`Error::Exhausted`] when every member is in use and the pool is full.
     /// It may still connect or probe, bounded by their timeouts.
-    pub async fn try_get(&self) -> Result<Pooled<'_, M>, Error<M::Error>> {
+    pub fn try_get(
+        &self,
+    ) -> impl Future<Output = Result<Pooled<'_, M>, Error<M::Error>>> + Send + '_ {
         let shared: &Shared<M> = self.shared();
-        let slow = match shared.checkout_fast(shared, Queue::Never) {
-            Fast::Done(pooled) => return Ok(pooled),
-            Fast::Fail(e) => return Err(e),
-            Fast::Slow(next, attempt) => self.slow(shared, Queue::Never, next, attempt),
+        self.checkout(shared, Queue::Never)
+    }
+
+    /// The fast path inline (no span, no clock read, no timer, no box); a
+    /// plain wait behind other callers inline too, as it needs little state;
+    /// anything more (connect, probe, retry) boxed out of line. Each step is
+    /// decided in its own block so that nothing of it lives in this future's
+    /// state across the await.
+    async fn checkout<'a, 'p: 'a>(
+        &'a self,
+        lender: impl checkout::Lender<'p, M> + 'a,
+        queue: Queue,
+    ) -> Result<Pooled<'p, M>, Error<M::Error>> {
+        let shared = self.shared();
+        let step = {
+            match shared.checkout_fast(lender, queue) {
+                Fast::Done(pooled) => return Ok(pooled),
+                Fast::Fail(e) => return Err(e),
+                Fast::Queued(queued) => Ok(queued),
+                Fast::Slow(next, attempt) => Err(self.slow(lender, queue, next, attempt)),
+            }
+        };
+        let slow = match step {
+            Err(slow) => slow,
+            Ok(queued) => {
+                let deadline = queued.deadline;
+                let received = shared.wait(queued.rx).await;
+                match shared.after_inline_wait(lender, received, deadline) {
+                    Waited::Done(pooled) => return Ok(pooled),
+                    Waited::Fail(e) => return Err(e),
+                    Waited::Slow(next, attempt) => self.slow(lender, queue, next, attempt),
+                }
+            }
         };
         slow.await
     }

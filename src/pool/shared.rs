@@ -31,6 +31,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) config: Config,
     pub(crate) clock: CoarseClock,
     pub(crate) validate_after_ms: u64,
+    /// The sentinel's tick: how stale the coarse clock may be.
+    pub(crate) tick_ms: u64,
     pub(crate) wake_sentinel: Notify,
     state: Mutex<State<M::Connection>>,
 }
@@ -40,6 +42,7 @@ impl<M: Manager> Shared<M> {
         Shared {
             manager,
             validate_after_ms: config.validate_after.as_millis() as u64,
+            tick_ms: config.sentinel_tick().as_millis() as u64,
             state: Mutex::new(State::new(config.idle_order)),
             config,
             clock: CoarseClock::new(),
