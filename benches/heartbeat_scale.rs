@@ -582,23 +582,20 @@ fn measure_floor(
     ));
     std::thread::sleep(SETTLE);
     let server_pid = server.pid().to_string();
-    let before = (
-        Instant::now(),
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        cpu_time("self"),
-        cpu_time(&server_pid),
-        server_stats(server).heartbeats,
-    );
+    // The same readings at both ends of the window.
+    let mut snapshot = || {
+        (
+            Instant::now(),
+            ok.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed),
+            cpu_time("self"),
+            cpu_time(&server_pid),
+            server_stats(server).heartbeats,
+        )
+    };
+    let before = snapshot();
     std::thread::sleep(window);
-    let after = (
-        Instant::now(),
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        cpu_time("self"),
-        cpu_time(&server_pid),
-        server_stats(server).heartbeats,
-    );
+    let after = snapshot();
     let conns = runtime
         .block_on(task)
         .unwrap_or_else(|e| fail("floor: the probing task", e));
