@@ -210,14 +210,7 @@ impl<M: Manager> Shared<M> {
             Ok(Grant::Capacity) => {
                 Waited::Slow(Some(Next::Connect), Attempt::after_wait(deadline, false))
             }
-            Ok(Grant::TimedOut) => {
-                self.lock().counters.wait_timeouts += 1;
-                Waited::Fail(Error::Timeout {
-                    phase: Phase::Waiting,
-                    waited: self.config.wait_timeout,
-                    cause: None,
-                })
-            }
+            Ok(Grant::TimedOut) => Waited::Fail(self.timed_out(Phase::Waiting, None)),
             Err(e) => Waited::Fail(e),
         }
     }
@@ -243,8 +236,7 @@ impl<M: Manager> Shared<M> {
                     Ok(Grant::Member(member)) => self.hand_out(lender, member, Held::ByCheckout),
                     Ok(Grant::Capacity) => self.connect_for_caller(lender, &mut attempt).await,
                     Ok(Grant::TimedOut) => {
-                        self.lock().counters.wait_timeouts += 1;
-                        Step::Fail(self.timeout_error(Phase::Waiting, &mut attempt))
+                        Step::Fail(self.timed_out(Phase::Waiting, attempt.cause.take()))
                     }
                     Err(e) => Step::Fail(e),
                 },
@@ -355,7 +347,7 @@ impl<M: Manager> Shared<M> {
                 self.evict_probed(member, EvictReason::ProbeTimedOut);
                 attempt.cause = Some(Cause::ProbeTimedOut(self.config.heartbeat_timeout));
                 if Instant::now() >= deadline {
-                    return self.timed_out(Phase::Probing, attempt);
+                    return Step::Fail(self.timed_out(Phase::Probing, attempt.cause.take()));
                 }
                 Step::Retry
             }
@@ -406,7 +398,7 @@ impl<M: Manager> Shared<M> {
                 let resume = deadline.min(Instant::now() + pause);
                 tokio::time::sleep_until(resume).await;
                 if resume >= deadline {
-                    return self.timed_out(Phase::Connecting, attempt);
+                    return Step::Fail(self.timed_out(Phase::Connecting, attempt.cause.take()));
                 }
                 Step::Retry
             }
@@ -415,7 +407,7 @@ impl<M: Manager> Shared<M> {
                 self.count_connect_failure();
                 if connect_deadline >= deadline {
                     tracing::warn!(pool = %self.config.name, "connect cut short by the wait timeout");
-                    return self.timed_out(Phase::Connecting, attempt);
+                    return Step::Fail(self.timed_out(Phase::Connecting, attempt.cause.take()));
                 }
                 tracing::warn!(pool = %self.config.name, timeout = ?self.config.connect_timeout, "connect timed out");
                 attempt.cause = Some(Cause::ConnectTimedOut(self.config.connect_timeout));
@@ -439,16 +431,14 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    fn timed_out<'p>(&self, phase: Phase, attempt: &mut Attempt<M::Error>) -> Step<'p, M> {
+    /// The one way a checkout gives up on `wait_timeout`: counted, and
+    /// carrying the last failure it absorbed.
+    fn timed_out(&self, phase: Phase, cause: Option<Cause<M::Error>>) -> Error<M::Error> {
         self.lock().counters.wait_timeouts += 1;
-        Step::Fail(self.timeout_error(phase, attempt))
-    }
-
-    fn timeout_error(&self, phase: Phase, attempt: &mut Attempt<M::Error>) -> Error<M::Error> {
         Error::Timeout {
             phase,
             waited: self.config.wait_timeout,
-            cause: attempt.cause.take(),
+            cause,
         }
     }
 

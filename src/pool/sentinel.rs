@@ -96,7 +96,7 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
     let Some(shared) = pool.upgrade() else {
         return;
     };
-    let mut ticker = tokio::time::interval(shared.config.sentinel_tick());
+    let mut ticker = tokio::time::interval(Duration::from_millis(shared.tick_ms));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut work = Work {
         due: VecDeque::new(),
@@ -191,7 +191,7 @@ impl<M: Manager> Shared<M> {
         let now = self.clock.refresh();
         let interval_ms = self.config.heartbeat_interval.map(|d| d.as_millis() as u64);
         let idle_timeout_ms = self.config.idle_timeout.map(|d| d.as_millis() as u64);
-        let tick_ms = self.config.sentinel_tick().as_millis() as u64;
+        let tick_ms = self.tick_ms;
         let min_idle = self.config.min_idle;
         let mut removed: Vec<(Member<M::Connection>, EvictReason)> = Vec::new();
         {
