@@ -218,12 +218,12 @@ impl<M: Manager> Pool<M> {
         slow.await
     }
 
-    /// Everything that can await (probe, connect, queue, retry), inside a
-    /// `checkout` span. Boxed: that state is large, and keeping it out of
-    /// line keeps the `get()` future small and cheap to move on the fast
-    /// path, which runs with no span, no clock read and no timer. The slow
-    /// path awaits I/O or a queue anyway, next to which one allocation is
-    /// nothing.
+    /// Probing, connecting and retrying (and any queueing they lead to),
+    /// inside a `checkout` span. Boxed: that state is large, and keeping it
+    /// out of line keeps the `get()` future small and cheap to move on the
+    /// fast path and on a first plain wait, which run with no span, no clock
+    /// read and no timer. The slow path awaits I/O anyway, next to which one
+    /// allocation is nothing.
     fn slow<'a, 'p: 'a>(
         &'a self,
         lender: impl checkout::Lender<'p, M> + 'a,
