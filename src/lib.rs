@@ -81,7 +81,7 @@ pub mod tcp;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use manager::{Condition, Manager};
+pub use manager::{Closing, Condition, Manager, Role};
 pub use pool::{
     BuildError, Builder, Cause, Config, Counters, Error, EvictReason, Evictions, IdleOrder, Phase,
     Pool, Pooled, PooledOwned, ProbeRtt, Status,

@@ -12,7 +12,9 @@
 //!   connection has already seen (EOF, an error, unread bytes, a request cut off
 //!   half way), read without waiting on I/O.
 
+use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 
 /// What [`Manager::condition`] reports about a connection, without waiting on I/O.
 ///
@@ -29,6 +31,104 @@ pub enum Condition {
     Dirty,
     /// The transport has failed: EOF, reset, an I/O or protocol error.
     Broken,
+    /// The server said it is going away (a going-away frame, HTTP/2 GOAWAY,
+    /// an admin shutdown) or the member's endpoint is being removed: the
+    /// connection still works for what is in flight, but it is not handed out
+    /// again. An idle member is closed at once; a borrowed one when returned.
+    /// Not a failure: counted as `drained`, not as broken.
+    Draining,
+}
+
+/// The part a server plays, as a member last saw it (at connect or at its
+/// latest heartbeat). Reported by [`Manager::role`]; the endpoint layer
+/// routes checkouts by it, and never hands a caller a member whose last known
+/// role is not the one it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// Accepts writes (Redis `ROLE` master, PostgreSQL not in recovery and
+    /// not read-only).
+    Primary,
+    /// A replica of a primary: reads only (Redis `ROLE` slave, PostgreSQL in
+    /// recovery).
+    Replica,
+    /// Accepts sessions but refuses writes without being a replica
+    /// (PostgreSQL `default_transaction_read_only`, a writer being demoted).
+    ReadOnly,
+}
+
+impl Role {
+    /// A stable snake_case name, for log fields and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::ReadOnly => "read_only",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What closing a connection takes: nothing more than dropping it (the usual
+/// case), or I/O that must finish before the server forgets the session,
+/// such as PostgreSQL's cancel request for a query cut off half way.
+///
+/// The pool drives pending work in the background, bounded by its
+/// `close_timeout`, and keeps the member's place taken until it ends, so a
+/// pool never has more than `max_size` sessions open on the server, even
+/// while cancelled queries are still running there.
+///
+/// ```
+/// use livepool::manager::Closing;
+/// let nothing_to_do = Closing::done();
+/// assert!(nothing_to_do.is_done());
+/// let cancel = Closing::after(async { /* send a cancel request, wait for the server */ });
+/// assert!(!cancel.is_done());
+/// ```
+#[must_use = "pending close work does nothing unless the pool runs it"]
+pub struct Closing {
+    work: Option<Pin<Box<dyn Future<Output = ()> + Send + 'static>>>,
+}
+
+impl Closing {
+    /// The connection is closed: it was dropped, nothing is left to do.
+    pub fn done() -> Self {
+        Closing { work: None }
+    }
+
+    /// Closing ends when `work` does. The connection (or what must outlive
+    /// it, like a cancel token) moves into `work`.
+    pub fn after(work: impl Future<Output = ()> + Send + 'static) -> Self {
+        Closing {
+            work: Some(Box::pin(work)),
+        }
+    }
+
+    /// Whether nothing is left to do.
+    pub fn is_done(&self) -> bool {
+        self.work.is_none()
+    }
+
+    /// The pending work, if any.
+    #[allow(dead_code)] // wired into the pool's close path next
+    pub(crate) fn into_work(self) -> Option<Pin<Box<dyn Future<Output = ()> + Send + 'static>>> {
+        self.work
+    }
+}
+
+impl fmt::Debug for Closing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.work.is_some() {
+            "Closing::Pending"
+        } else {
+            "Closing::Done"
+        })
+    }
 }
 
 /// Makes, probes and judges the connections of one pool.
@@ -104,5 +204,32 @@ pub trait Manager: Send + Sync + 'static {
     /// check before anyone gets it again.
     fn condition_on_return(&self, conn: &mut Self::Connection) -> Condition {
         self.condition(conn)
+    }
+
+    /// Whether `error` (from [`connect`](Manager::connect)) will happen again
+    /// however often the pool retries: authentication failed, the database
+    /// does not exist, a TLS certificate was rejected. A checkout that meets
+    /// one fails at once with it instead of retrying for all of
+    /// `wait_timeout`, and the background refill backs off to its maximum.
+    /// The default treats every error as transient.
+    fn is_permanent(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
+    /// The role the connection's server had when last seen (at connect or
+    /// the latest heartbeat); `None` if the manager does not track roles.
+    /// A manager that tracks them should fail the heartbeat when the role
+    /// changed since connect, so the member is evicted and reconnected.
+    fn role(&self, conn: &Self::Connection) -> Option<Role> {
+        let _ = conn;
+        None
+    }
+
+    /// Closes a connection the pool is done with. The default drops it.
+    /// Override it when closing needs I/O (see [`Closing`]).
+    fn close(&self, conn: Self::Connection) -> Closing {
+        drop(conn);
+        Closing::done()
     }
 }

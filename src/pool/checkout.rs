@@ -295,6 +295,10 @@ impl<M: Manager> Shared<M> {
     ) -> Step<'p, M> {
         match self.check(&mut member.conn) {
             Condition::Ready => Step::Done(Pooled::new(lender.home(), member)),
+            Condition::Draining => {
+                self.evict(member, EvictReason::Drained, from);
+                Step::Retry
+            }
             Condition::Dirty | Condition::Broken => {
                 self.evict(member, EvictReason::BrokenOnCheckout, from);
                 Step::Retry

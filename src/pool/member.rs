@@ -28,9 +28,9 @@ pub(crate) struct MemberData<C> {
     pub(crate) probe_early_ms: u32,
     /// Consecutive failed heartbeats.
     pub(crate) failures: u32,
-    /// The sentinel's cheap check found it dead while idle; evicted on the
-    /// same tick.
-    pub(crate) doomed: bool,
+    /// The sentinel's cheap check found it dead (or draining) while idle;
+    /// evicted on the same tick for this reason.
+    pub(crate) doomed: Option<super::status::EvictReason>,
 }
 
 impl<C> MemberData<C> {

@@ -162,6 +162,7 @@ impl<M: Manager> Drop for Pooled<'_, M> {
                 Condition::Ready => None,
                 Condition::Dirty => Some(EvictReason::Dirty),
                 Condition::Broken => Some(EvictReason::BrokenOnReturn),
+                Condition::Draining => Some(EvictReason::Drained),
             }
         };
         let now = shared.clock.now_ms();

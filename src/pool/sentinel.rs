@@ -226,15 +226,19 @@ impl<M: Manager> Shared<M> {
                 let count = len.min(CHECKS_PER_TICK);
                 for k in 0..count {
                     let member = &mut st.idle[(start + k) % len];
-                    if self.check(&mut member.conn) != Condition::Ready {
-                        member.doomed = true;
+                    match self.check(&mut member.conn) {
+                        Condition::Ready => {}
+                        Condition::Draining => member.doomed = Some(EvictReason::Drained),
+                        Condition::Dirty | Condition::Broken => {
+                            member.doomed = Some(EvictReason::BrokenWhileIdle)
+                        }
                     }
                 }
                 work.check_cursor = start + count;
             }
             let verdict = |m: &Member<M::Connection>, spare: usize| -> Option<Action> {
-                if m.doomed {
-                    return Some(Action::Evict(EvictReason::BrokenWhileIdle));
+                if let Some(reason) = m.doomed {
+                    return Some(Action::Evict(reason));
                 }
                 if now >= m.retire_at_ms {
                     return Some(Action::Evict(EvictReason::MaxLifetime));

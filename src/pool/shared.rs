@@ -158,7 +158,7 @@ impl<M: Manager> Shared<M> {
             last_ok_ms: now,
             probe_early_ms,
             failures: 0,
-            doomed: false,
+            doomed: None,
         })
     }
 

@@ -35,11 +35,14 @@ pub enum EvictReason {
     Detached,
     /// The pool was closed.
     Closed,
+    /// The server said it is going away, or the endpoint is being removed
+    /// ([`Condition::Draining`](crate::Condition::Draining)).
+    Drained,
 }
 
 impl EvictReason {
     /// Number of reasons; the length of [`Evictions`].
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every reason, in a stable order.
     pub const ALL: [EvictReason; Self::COUNT] = [
@@ -55,6 +58,7 @@ impl EvictReason {
         EvictReason::MaxLifetime,
         EvictReason::Detached,
         EvictReason::Closed,
+        EvictReason::Drained,
     ];
 
     /// A stable snake_case name, for metrics labels and log fields.
@@ -72,6 +76,7 @@ impl EvictReason {
             EvictReason::MaxLifetime => "max_lifetime",
             EvictReason::Detached => "detached",
             EvictReason::Closed => "closed",
+            EvictReason::Drained => "drained",
         }
     }
 
@@ -84,6 +89,7 @@ impl EvictReason {
                 | EvictReason::MaxLifetime
                 | EvictReason::Detached
                 | EvictReason::Closed
+                | EvictReason::Drained
         )
     }
 
