@@ -41,6 +41,78 @@ pub async fn connect(addr: SocketAddr, opts: &TcpOptions) -> Result<TcpStream, C
     }
 }
 
+/// Resolves `host` (a name or an IP literal) at every call, so a DNS change
+/// reaches the next connect, then tries each address it resolved to in
+/// turn, each with `opts` applied and bounded by `opts.connect_timeout`,
+/// until one connects.
+///
+/// Why every address: a name with an IPv6 and an IPv4 address, or several
+/// replicas behind one name, must not fail because the first address is
+/// unreachable. The error of each failed address is kept.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), livepool::tcp::ConnectError> {
+/// use livepool::tcp::{connect_host, TcpOptions};
+///
+/// let stream = connect_host("localhost", 6379, &TcpOptions::default()).await?;
+/// # drop(stream);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect_host(
+    host: &str,
+    port: u16,
+    opts: &TcpOptions,
+) -> Result<TcpStream, ConnectError> {
+    // An IP literal needs no lookup (and no blocking thread).
+    if let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        return connect(SocketAddr::new(ip, port), opts).await;
+    }
+    let resolve_error = |source| ConnectError::Resolve {
+        host: host.to_owned(),
+        source,
+    };
+    let lookup = tokio::net::lookup_host((host, port));
+    let addrs: Vec<SocketAddr> = match tokio::time::timeout(opts.connect_timeout, lookup).await {
+        Ok(Ok(addrs)) => addrs.take(MAX_ADDRESSES_TRIED).collect(),
+        Ok(Err(source)) => return Err(resolve_error(source)),
+        Err(_elapsed) => {
+            return Err(resolve_error(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {:?}", opts.connect_timeout),
+            )));
+        }
+    };
+    let mut failures = Vec::new();
+    for addr in addrs {
+        match connect(addr, opts).await {
+            Ok(stream) => return Ok(stream),
+            // Bad options fail the same way for every address.
+            Err(e @ ConnectError::InvalidOptions { .. }) => return Err(e),
+            Err(e) => failures.push(e),
+        }
+    }
+    match failures.len() {
+        0 => Err(resolve_error(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the name resolved to no address",
+        ))),
+        1 => Err(failures.remove(0)),
+        _ => Err(ConnectError::EveryAddress {
+            host: host.to_owned(),
+            failures,
+        }),
+    }
+}
+
+/// A name that resolves to more addresses than this has the rest ignored:
+/// bounded work per connect.
+const MAX_ADDRESSES_TRIED: usize = 16;
+
 /// A non-blocking socket for `addr`'s family with every option in `opts` set.
 fn configured_socket(addr: SocketAddr, opts: &TcpOptions) -> std::io::Result<TcpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -89,15 +161,33 @@ pub enum ConnectError {
         /// Which option, and why.
         source: InvalidOption,
     },
+    /// [`connect_host`] could not resolve the name (or it resolved to nothing).
+    Resolve {
+        /// The name looked up.
+        host: String,
+        /// What the resolver said.
+        source: std::io::Error,
+    },
+    /// [`connect_host`] tried every address the name resolved to, and each
+    /// failed; the failures in the order tried.
+    EveryAddress {
+        /// The name looked up.
+        host: String,
+        /// One failure per address tried.
+        failures: Vec<ConnectError>,
+    },
 }
 
 impl ConnectError {
-    /// The address the failed connect was going to.
-    pub fn addr(&self) -> SocketAddr {
+    /// The address the failed connect was going to; for a name, the last
+    /// address tried, or `None` if it never resolved.
+    pub fn addr(&self) -> Option<SocketAddr> {
         match self {
             ConnectError::TimedOut { addr, .. }
             | ConnectError::Io { addr, .. }
-            | ConnectError::InvalidOptions { addr, .. } => *addr,
+            | ConnectError::InvalidOptions { addr, .. } => Some(*addr),
+            ConnectError::Resolve { .. } => None,
+            ConnectError::EveryAddress { failures, .. } => failures.last().and_then(|e| e.addr()),
         }
     }
 }
@@ -108,11 +198,27 @@ impl fmt::Display for ConnectError {
             ConnectError::TimedOut { addr, after } => {
                 write!(f, "connecting to {addr} timed out after {after:?}")
             }
-            ConnectError::Io { addr, source } => {
-                write!(f, "connecting to {addr} failed: {source}")
+            ConnectError::Io { addr, .. } => write!(f, "connecting to {addr} failed"),
+            ConnectError::InvalidOptions { addr, .. } => {
+                write!(f, "not connecting to {addr}: invalid socket options")
             }
-            ConnectError::InvalidOptions { addr, source } => {
-                write!(f, "not connecting to {addr}: {source}")
+            ConnectError::Resolve { host, .. } => write!(f, "could not resolve {host}"),
+            ConnectError::EveryAddress { host, failures } => {
+                write!(
+                    f,
+                    "connecting to {host} failed at each of its {} addresses (",
+                    failures.len()
+                )?;
+                for (i, failure) in failures.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { "; " };
+                    // Each address's own cause is written here: a chain has
+                    // one source, and these are siblings.
+                    match std::error::Error::source(failure) {
+                        Some(cause) => write!(f, "{sep}{failure}: {cause}")?,
+                        None => write!(f, "{sep}{failure}")?,
+                    }
+                }
+                f.write_str(")")
             }
         }
     }
@@ -121,8 +227,8 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ConnectError::TimedOut { .. } => None,
-            ConnectError::Io { source, .. } => Some(source),
+            ConnectError::TimedOut { .. } | ConnectError::EveryAddress { .. } => None,
+            ConnectError::Io { source, .. } | ConnectError::Resolve { source, .. } => Some(source),
             ConnectError::InvalidOptions { source, .. } => Some(source),
         }
     }
@@ -137,6 +243,15 @@ impl From<ConnectError> for std::io::Error {
             ConnectError::TimedOut { .. } => std::io::ErrorKind::TimedOut,
             ConnectError::Io { source, .. } => source.kind(),
             ConnectError::InvalidOptions { .. } => std::io::ErrorKind::InvalidInput,
+            ConnectError::Resolve { source, .. } => source.kind(),
+            ConnectError::EveryAddress { failures, .. } => {
+                failures
+                    .last()
+                    .map_or(std::io::ErrorKind::NotFound, |e| match e {
+                        ConnectError::Io { source, .. } => source.kind(),
+                        _ => std::io::ErrorKind::TimedOut,
+                    })
+            }
         };
         std::io::Error::new(kind, error)
     }

@@ -33,7 +33,7 @@ mod options;
 mod socket_state;
 mod tracked;
 
-pub use connect::{ConnectError, connect};
+pub use connect::{ConnectError, connect, connect_host};
 pub use options::{InvalidOption, Keepalive, TcpOptions, apply_options};
 pub use socket_state::{SocketState, socket_state};
 pub use tracked::Tracked;
