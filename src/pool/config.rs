@@ -66,6 +66,10 @@ pub struct Config {
     pub refill_backoff_min: Duration,
     /// Longest delay between background connect attempts.
     pub refill_backoff_max: Duration,
+    /// Bound on the work [`Manager::close`](crate::Manager::close) returns
+    /// (a PostgreSQL cancel request, say). The member's place stays taken
+    /// until that work ends or this runs out.
+    pub close_timeout: Duration,
 }
 
 impl Default for Config {
@@ -92,6 +96,7 @@ impl Default for Config {
             idle_order: IdleOrder::Lifo,
             refill_backoff_min: Duration::from_millis(100),
             refill_backoff_max: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -188,6 +193,7 @@ impl Config {
             ("idle_timeout", self.idle_timeout),
             ("max_lifetime", self.max_lifetime),
             ("refill_backoff_min", Some(self.refill_backoff_min)),
+            ("close_timeout", Some(self.close_timeout)),
         ];
         for (name, d) in positive {
             if d == Some(Duration::ZERO) {

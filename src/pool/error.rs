@@ -57,6 +57,12 @@ pub enum Error<E> {
     Closed,
     /// `try_get` only: every member is in use and the pool is at `max_size`.
     Exhausted,
+    /// A connect failed with an error the manager calls permanent
+    /// ([`Manager::is_permanent`](crate::Manager::is_permanent): wrong
+    /// password, unknown database, certificate rejected). Retrying cannot
+    /// help, so the checkout fails at once instead of waiting out
+    /// `wait_timeout`. The manager's error is the `source()`.
+    Permanent(E),
 }
 
 /// What a checkout was doing when its `wait_timeout` ran out.
@@ -142,6 +148,7 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
             }
             Error::Closed => f.write_str("the pool is closed"),
             Error::Exhausted => f.write_str("every member is in use and the pool is at max_size"),
+            Error::Permanent(_) => f.write_str("connect failed in a way retrying cannot fix"),
         }
     }
 }
@@ -159,6 +166,7 @@ impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Timeout { cause: Some(c), .. } => Some(c),
+            Error::Permanent(e) => Some(e),
             _ => None,
         }
     }

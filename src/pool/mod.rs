@@ -318,6 +318,8 @@ impl Builder {
         refill_backoff_min: Duration;
         /// Longest delay between background connects (default 10 s).
         refill_backoff_max: Duration;
+        /// Bound on a connection's close work, its place held meanwhile (default 5 s).
+        close_timeout: Duration;
     }
 
     /// A name for tracing events and spans.
