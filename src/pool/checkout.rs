@@ -3,23 +3,31 @@
 //! `wait_timeout`; queue first-come first-served when the pool is full.
 //!
 //! Cancel safety (invariant 4): every await point holds its place through a
-//! guard (`Vacancy` while probing or connecting, `Queued` while waiting) whose
+//! guard (`Hold` while probing or connecting, `Waiting` while queued) whose
 //! `Drop` gives the place back, and a member whose probe was cut short is
 //! evicted, never put back as if validated.
+//!
+//! Every retry checks the caller's deadline, and a retry after a failed
+//! connect (or a new member that failed its check) backs off, 10 ms doubling
+//! to 1 s, queued as a waiter that takes members but not free places: the
+//! first member to become idle, or the first connect to succeed anywhere,
+//! ends its backoff at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 
-use super::chain::Chain;
+use super::calls::Failure;
 use super::error::{Cause, Error, Phase};
-use super::idle::{End, Grant};
+use super::idle::{End, Grant, Sentinel};
 use super::member::Member;
 use super::pooled::{Home, Pooled};
-use super::shared::{Held, Shared, Vacancy};
+use super::shared::{Hold, Shared};
+use super::slot::{Held, Taken};
 use super::status::EvictReason;
+use super::time::{doubled, jittered, later, millis};
 use crate::{Condition, Manager};
 
 /// Whether a checkout may queue behind other callers.
@@ -74,7 +82,11 @@ impl<M: Manager> Lender<'static, M> for Owned<'_, M> {
 /// The outcome of one try.
 enum Step<'p, M: Manager> {
     Done(Pooled<'p, M>),
+    /// Decide afresh at once (a dead idle member was evicted, say).
     Retry,
+    /// A connect failed, or made a member that failed its check: back off
+    /// before connecting again.
+    BackOff,
     Fail(Error<M::Error>),
 }
 
@@ -93,8 +105,8 @@ const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(10);
 const CONNECT_RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// The end of a checkout's `wait_timeout`, in both clocks: an `Instant` for
-/// the timers of connects and probes, coarse milliseconds for the sentinel,
-/// which enforces it on queued checkouts.
+/// the timers of connects, probes and slow-path waits, coarse milliseconds
+/// for the sentinel, which enforces it on queued checkouts.
 #[derive(Clone, Copy)]
 pub(crate) struct Deadline {
     at: Instant,
@@ -117,9 +129,11 @@ impl<E> Attempt<E> {
     /// the deadline is never early, and late by at most a tick.
     fn deadline<M: Manager>(&mut self, shared: &Shared<M>) -> Deadline {
         *self.deadline.get_or_insert_with(|| {
-            let ms = shared.clock.now_ms()
-                + shared.config.wait_timeout.as_millis() as u64
-                + shared.tick_ms;
+            let ms = shared
+                .clock
+                .now_ms()
+                .saturating_add(millis(shared.config.wait_timeout))
+                .saturating_add(shared.tick_ms);
             Deadline {
                 at: shared.clock.instant_of(ms),
                 ms,
@@ -176,10 +190,10 @@ impl<M: Manager> Shared<M> {
         let mut attempt = Attempt::new();
         match self.decide(queue, &mut attempt) {
             Err(e) => Fast::Fail(e),
-            Ok(Next::Fresh(member)) => match self.hand_out(lender, member, Held::ByCheckout) {
+            Ok(Next::Fresh(member)) => match self.hand_out(lender, member, Held::Lending) {
                 Step::Done(pooled) => Fast::Done(pooled),
                 Step::Fail(e) => Fast::Fail(e),
-                Step::Retry => {
+                Step::Retry | Step::BackOff => {
                     attempt.retried = true;
                     Fast::Slow(None, attempt)
                 }
@@ -202,15 +216,18 @@ impl<M: Manager> Shared<M> {
         deadline: Deadline,
     ) -> Waited<'p, M> {
         match received {
-            Ok(Grant::Member(member)) => match self.hand_out(lender, member, Held::ByCheckout) {
+            Ok(Grant::Member(member)) => match self.hand_out(lender, member, Held::Lending) {
                 Step::Done(pooled) => Waited::Done(pooled),
                 Step::Fail(e) => Waited::Fail(e),
-                Step::Retry => Waited::Slow(None, Attempt::after_wait(deadline, true)),
+                Step::Retry | Step::BackOff => {
+                    Waited::Slow(None, Attempt::after_wait(deadline, true))
+                }
             },
             Ok(Grant::Capacity) => {
                 Waited::Slow(Some(Next::Connect), Attempt::after_wait(deadline, false))
             }
             Ok(Grant::TimedOut) => Waited::Fail(self.timed_out(Phase::Waiting, None)),
+            Ok(Grant::Recheck) => Waited::Slow(None, Attempt::after_wait(deadline, true)),
             Err(e) => Waited::Fail(e),
         }
     }
@@ -229,49 +246,164 @@ impl<M: Manager> Shared<M> {
                 None => self.decide(queue, &mut attempt)?,
             };
             let step = match step {
-                Next::Fresh(member) => self.hand_out(lender, member, Held::ByCheckout),
+                Next::Fresh(member) => self.hand_out(lender, member, Held::Lending),
                 Next::Stale(member) => self.probe_then_hand_out(lender, member, &mut attempt).await,
                 Next::Connect => self.connect_for_caller(lender, &mut attempt).await,
-                Next::Wait(rx) => match self.wait(rx).await {
-                    Ok(Grant::Member(member)) => self.hand_out(lender, member, Held::ByCheckout),
-                    Ok(Grant::Capacity) => self.connect_for_caller(lender, &mut attempt).await,
-                    Ok(Grant::TimedOut) => {
-                        Step::Fail(self.timed_out(Phase::Waiting, attempt.cause.take()))
-                    }
-                    Err(e) => Step::Fail(e),
-                },
+                Next::Wait(rx) => {
+                    let deadline = attempt.deadline(self).at;
+                    self.wait_for_grant(lender, rx, deadline, &mut attempt)
+                        .await
+                }
             };
             match step {
                 Step::Done(pooled) => return Ok(pooled),
                 Step::Fail(e) => return Err(e),
-                Step::Retry => attempt.retried = true,
+                Step::Retry => {}
+                Step::BackOff => {
+                    if let Some(done) = self.back_off(lender, &mut attempt).await {
+                        return done;
+                    }
+                }
+            }
+            attempt.retried = true;
+            // Every retry checks the deadline: a loop of dead members or
+            // failed connects must not outlive `wait_timeout`.
+            if Instant::now() >= attempt.deadline(self).at {
+                let phase = match attempt.cause {
+                    Some(Cause::Probe(_) | Cause::ProbeTimedOut(_)) => Phase::Probing,
+                    _ => Phase::Connecting,
+                };
+                return Err(self.timed_out(phase, attempt.cause.take()));
             }
         }
     }
 
-    /// One short critical section: take an idle member, reserve a place, or queue.
+    /// Waits for a grant on the slow path, with a timer of its own as well
+    /// as the sentinel's `TimedOut`: the slow path can afford one, and so no
+    /// deadline here depends on the sentinel alone.
+    async fn wait_for_grant<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
+        rx: oneshot::Receiver<Grant<M::Connection>>,
+        deadline: Instant,
+        attempt: &mut Attempt<M::Error>,
+    ) -> Step<'p, M> {
+        let received = tokio::select! {
+            biased;
+            received = self.wait(rx) => received,
+            () = tokio::time::sleep_until(deadline) => Ok(Grant::TimedOut),
+        };
+        match received {
+            Ok(Grant::Member(member)) => self.hand_out(lender, member, Held::Lending),
+            Ok(Grant::Capacity) => self.connect_for_caller(lender, attempt).await,
+            Ok(Grant::TimedOut) => Step::Fail(self.timed_out(Phase::Waiting, attempt.cause.take())),
+            Ok(Grant::Recheck) => Step::Retry,
+            Err(e) => Step::Fail(e),
+        }
+    }
+
+    /// After a failed connect: wait `connect_backoff` (jittered, doubling),
+    /// queued so that a member becoming idle, or a connect succeeding
+    /// anywhere, is handed over at once. `Some` if the wait ended the
+    /// checkout; `None` to try again.
+    async fn back_off<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
+        attempt: &mut Attempt<M::Error>,
+    ) -> Option<Result<Pooled<'p, M>, Error<M::Error>>> {
+        let deadline = attempt.deadline(self);
+        let pause = jittered(attempt.connect_backoff);
+        attempt.connect_backoff = doubled(attempt.connect_backoff).min(CONNECT_RETRY_MAX);
+        let resume = deadline.at.min(later(Instant::now(), pause));
+        let rx = {
+            let mut st = self.lock();
+            if st.closed {
+                return Some(Err(Error::Closed));
+            }
+            if !st.idle.is_empty() {
+                // Something came back meanwhile: take it now.
+                return None;
+            }
+            st.enqueue(true, deadline.ms, false)
+        };
+        let received = tokio::select! {
+            biased;
+            received = self.wait(rx) => received,
+            () = tokio::time::sleep_until(resume) => return (resume >= deadline.at)
+                .then(|| Err(self.timed_out(Phase::Connecting, attempt.cause.take()))),
+        };
+        match received {
+            Ok(Grant::Member(member)) => match self.hand_out(lender, member, Held::Lending) {
+                Step::Done(pooled) => Some(Ok(pooled)),
+                Step::Fail(e) => Some(Err(e)),
+                Step::Retry | Step::BackOff => None,
+            },
+            // Not sent to a waiter that takes no places; passed on if it were.
+            Ok(Grant::Capacity) => {
+                self.redispatch(Grant::Capacity);
+                None
+            }
+            Ok(Grant::TimedOut) => {
+                Some(Err(self.timed_out(Phase::Connecting, attempt.cause.take())))
+            }
+            Ok(Grant::Recheck) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// One short critical section: take an idle member, reserve a place, or
+    /// queue. Restarts the sentinel if it is not running, and evicts members
+    /// made under a sentinel (and so perhaps a runtime) that has ended.
     fn decide(
         &self,
         queue: Queue,
         attempt: &mut Attempt<M::Error>,
+    ) -> Result<Next<M::Connection>, Error<M::Error>> {
+        let mut orphans = Vec::new();
+        let next = self.decide_locked(queue, attempt, &mut orphans);
+        for member in orphans {
+            self.evict(member, EvictReason::RuntimeGone, Held::Probing);
+        }
+        next
+    }
+
+    #[inline]
+    fn decide_locked(
+        &self,
+        queue: Queue,
+        attempt: &mut Attempt<M::Error>,
+        orphans: &mut Vec<Member<M::Connection>>,
     ) -> Result<Next<M::Connection>, Error<M::Error>> {
         let now = self.clock.now_ms();
         let mut st = self.lock();
         if st.closed {
             return Err(Error::Closed);
         }
-        if let Some(member) = st.pop_idle() {
-            return Ok(if member.idle_for(now) >= self.validate_after_ms {
-                st.probing += 1;
+        if st.sentinel != Sentinel::Running {
+            self.ensure_sentinel(&mut st)?;
+        }
+        let epoch = st.epoch;
+        while let Some(taken) = st.take_idle(now, self.validate_after_ms) {
+            let (member, stale) = match taken {
+                Taken::Fresh(member) => (member, false),
+                Taken::Stale(member) => (member, true),
+            };
+            if member.epoch != epoch {
+                // Claimed as for a probe, evicted outside the lock.
+                if !stale {
+                    st.release(Held::Lending);
+                    st.hold(Held::Probing);
+                }
+                orphans.push(member);
+                continue;
+            }
+            return Ok(if stale {
                 Next::Stale(member)
             } else {
-                st.counters.checkouts += 1;
                 Next::Fresh(member)
             });
         }
-        if st.size < self.config.max_size {
-            st.size += 1;
-            st.connecting += 1;
+        if st.reserve(self.config.max_size) {
             return Ok(Next::Connect);
         }
         if queue == Queue::Never {
@@ -282,7 +414,7 @@ impl<M: Manager> Shared<M> {
             st.counters.waits += 1;
         }
         let deadline = attempt.deadline(self);
-        Ok(Next::Wait(st.enqueue(attempt.retried, deadline.ms)))
+        Ok(Next::Wait(st.enqueue(attempt.retried, deadline.ms, true)))
     }
 
     /// The cheap check, then the guard. A member that fails it is evicted and
@@ -317,40 +449,23 @@ impl<M: Manager> Shared<M> {
             return Step::Retry;
         }
         let deadline = attempt.deadline(self).at;
-        let started = Instant::now();
-        let probe_deadline = deadline.min(started + self.config.heartbeat_timeout);
-        let vacancy = Vacancy::new(
+        let hold = Hold::new(
             self,
             Held::Probing,
             Some((EvictReason::ProbeCancelled, member.id)),
         );
-        let result = timeout_at(probe_deadline, self.manager.heartbeat(&mut member.conn)).await;
-        vacancy.disarm();
-        let rtt = started.elapsed();
+        let result = self.probe(&mut member, Some(deadline)).await;
+        hold.disarm();
         match result {
-            Ok(Ok(())) => {
-                member.last_ok_ms = self.clock.refresh();
-                member.failures = 0;
-                {
-                    let mut st = self.lock();
-                    st.probing -= 1;
-                    st.counters.checkouts += 1;
-                    st.counters.probes_ok += 1;
-                    st.counters.probe_rtt.record(rtt);
-                }
+            Ok(()) => {
+                self.lock().lend(Held::Probing, self.config.max_size);
                 Step::Done(Pooled::new(lender.home(), member))
             }
-            Ok(Err(error)) => {
-                tracing::warn!(pool = %self.config.name, member = member.id, error = %Chain(&error), "heartbeat at checkout failed");
-                self.evict_probed(member, EvictReason::ProbeFailed);
-                attempt.cause = Some(Cause::Probe(error));
-                Step::Retry
-            }
-            Err(_elapsed) => {
-                tracing::warn!(pool = %self.config.name, member = member.id, timeout = ?self.config.heartbeat_timeout, "heartbeat at checkout timed out");
-                self.evict_probed(member, EvictReason::ProbeTimedOut);
-                attempt.cause = Some(Cause::ProbeTimedOut(self.config.heartbeat_timeout));
-                if Instant::now() >= deadline {
+            Err(failure) => {
+                self.evict(member, failure.probe_reason(), Held::Probing);
+                let passed = matches!(failure, Failure::DeadlinePassed);
+                attempt.cause = Some(probe_cause(failure, self.config.heartbeat_timeout));
+                if passed {
                     return Step::Fail(self.timed_out(Phase::Probing, attempt.cause.take()));
                 }
                 Step::Retry
@@ -358,74 +473,52 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    fn evict_probed(&self, member: Member<M::Connection>, reason: EvictReason) {
-        super::shared::log_eviction(&self.config.name, member.id, reason);
-        self.vacate(Held::Probing, |c| {
-            c.probes_failed += 1;
-            c.evicted.add(reason);
-        });
-        drop(member);
-    }
-
     /// Connects into a place already reserved (counted in `size` and
-    /// `connecting`). A failed connect gives the place up, then backs off
-    /// before the caller tries again, so a server that refuses at once does
-    /// not turn checkouts into a busy loop.
+    /// `connecting`). A failed connect gives the place up and asks the caller
+    /// to back off; a permanent failure ends the checkout at once.
     async fn connect_for_caller<'p>(
         &self,
         lender: impl Lender<'p, M>,
         attempt: &mut Attempt<M::Error>,
     ) -> Step<'p, M> {
-        let vacancy = Vacancy::new(self, Held::Connecting, None);
+        let hold = Hold::new(self, Held::Connecting, None);
         let deadline = attempt.deadline(self).at;
-        let connect_deadline = deadline.min(Instant::now() + self.config.connect_timeout);
-        let result = timeout_at(connect_deadline, self.manager.connect()).await;
-        match result {
-            Ok(Ok(conn)) => {
-                vacancy.disarm();
+        match self.connect(Some(deadline)).await {
+            Ok(conn) => {
+                hold.disarm();
                 let member = {
                     let mut st = self.lock();
-                    st.counters.checkouts += 1;
-                    self.new_member(&mut st, conn)
+                    let id = st.admit();
+                    st.lend(Held::Connecting, self.config.max_size);
+                    self.new_member(id, st.epoch, conn)
                 };
                 // Even a new connection gets the cheap check: a server that
-                // accepts and closes at once must not reach the caller.
-                self.hand_out(lender, member, Held::ByCheckout)
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(pool = %self.config.name, error = %Chain(&error), "connect failed");
-                drop(vacancy);
-                self.count_connect_failure();
-                attempt.cause = Some(Cause::Connect(error));
-                let pause = jittered(attempt.connect_backoff);
-                attempt.connect_backoff = (attempt.connect_backoff * 2).min(CONNECT_RETRY_MAX);
-                let resume = deadline.min(Instant::now() + pause);
-                tokio::time::sleep_until(resume).await;
-                if resume >= deadline {
-                    return Step::Fail(self.timed_out(Phase::Connecting, attempt.cause.take()));
+                // accepts and closes at once must not reach the caller, nor
+                // turn this checkout into a loop of connects.
+                match self.hand_out(lender, member, Held::Lending) {
+                    Step::Retry => {
+                        attempt.cause = Some(Cause::BrokenAfterConnect);
+                        Step::BackOff
+                    }
+                    other => other,
                 }
-                Step::Retry
             }
-            Err(_elapsed) => {
-                drop(vacancy);
-                self.count_connect_failure();
-                if connect_deadline >= deadline {
-                    tracing::warn!(pool = %self.config.name, "connect cut short by the wait timeout");
-                    return Step::Fail(self.timed_out(Phase::Connecting, attempt.cause.take()));
+            Err(failure) => {
+                drop(hold);
+                match failure {
+                    Failure::Permanent(e) => Step::Fail(Error::Permanent(e)),
+                    Failure::DeadlinePassed => {
+                        Step::Fail(self.timed_out(Phase::Connecting, attempt.cause.take()))
+                    }
+                    other => {
+                        attempt.cause = Some(connect_cause(other, self.config.connect_timeout));
+                        Step::BackOff
+                    }
                 }
-                tracing::warn!(pool = %self.config.name, timeout = ?self.config.connect_timeout, "connect timed out");
-                attempt.cause = Some(Cause::ConnectTimedOut(self.config.connect_timeout));
-                Step::Retry
             }
         }
     }
 
-    fn count_connect_failure(&self) {
-        self.lock().counters.connect_failures += 1;
-    }
-
-    /// Waits for a grant with no timer of its own: the sentinel sends
-    /// `Grant::TimedOut` once the deadline given at `enqueue` has passed.
     /// A queued checkout's wait: a hand-written future, so that waiting
     /// adds no async-fn layer (and no state) to the `get()` future.
     pub(crate) fn wait(&self, rx: oneshot::Receiver<Grant<M::Connection>>) -> Waiting<'_, M> {
@@ -452,13 +545,35 @@ impl<M: Manager> Shared<M> {
         let orphan = {
             let mut st = self.lock();
             match grant {
-                Grant::Member(_) => st.release_gauge(Held::ByCheckout),
-                Grant::Capacity => st.release_gauge(Held::Connecting),
-                Grant::TimedOut => return,
+                Grant::Member(member) => {
+                    st.give_back(member, Held::Lending, End::Hot, self.config.max_size)
+                }
+                Grant::Capacity => {
+                    st.vacate(Held::Connecting, self.config.max_size);
+                    None
+                }
+                Grant::TimedOut | Grant::Recheck => None,
             }
-            st.dispatch(grant, End::Hot)
         };
         drop(orphan);
+    }
+}
+
+fn connect_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E> {
+    match failure {
+        Failure::Error(e) | Failure::Permanent(e) => Cause::Connect(e),
+        Failure::TimedOut(d) => Cause::ConnectTimedOut(d),
+        Failure::DeadlinePassed => Cause::ConnectTimedOut(limit),
+        Failure::Panicked => Cause::ManagerPanicked,
+    }
+}
+
+fn probe_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E> {
+    match failure {
+        Failure::Error(e) | Failure::Permanent(e) => Cause::Probe(e),
+        Failure::TimedOut(d) => Cause::ProbeTimedOut(d),
+        Failure::DeadlinePassed => Cause::ProbeTimedOut(limit),
+        Failure::Panicked => Cause::ManagerPanicked,
     }
 }
 
@@ -488,32 +603,15 @@ impl<M: Manager> std::future::Future for Waiting<'_, M> {
     }
 }
 
-impl<M: Manager> Waiting<'_, M> {
-    /// Closes the channel; a member handed over before that is returned, a
-    /// free place is passed on (too late to connect with it).
-    fn take_late_grant(&mut self) -> Option<Grant<M::Connection>> {
-        let mut rx = self.rx.take()?;
-        rx.close();
-        match rx.try_recv() {
-            Ok(Grant::Member(member)) => Some(Grant::Member(member)),
-            Ok(Grant::Capacity) => {
-                self.shared.redispatch(Grant::Capacity);
-                None
-            }
-            Ok(Grant::TimedOut) | Err(_) => None,
-        }
-    }
-}
-
 impl<M: Manager> Drop for Waiting<'_, M> {
     fn drop(&mut self) {
-        if let Some(grant) = self.take_late_grant() {
-            self.shared.redispatch(grant);
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        rx.close();
+        match rx.try_recv() {
+            Ok(grant @ (Grant::Member(_) | Grant::Capacity)) => self.shared.redispatch(grant),
+            Ok(Grant::TimedOut | Grant::Recheck) | Err(_) => {}
         }
     }
-}
-
-/// Spreads retries by ±50% so callers that failed together do not retry together.
-pub(crate) fn jittered(d: Duration) -> Duration {
-    d.mul_f64(0.5 + fastrand::f64())
 }

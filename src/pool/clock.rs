@@ -28,14 +28,14 @@ impl CoarseClock {
         self.now_ms.load(Ordering::Relaxed)
     }
 
-    /// The instant a coarse time stands for.
+    /// The instant a coarse time stands for (saturating: `u64::MAX` is never).
     pub(crate) fn instant_of(&self, ms: u64) -> Instant {
-        self.origin + std::time::Duration::from_millis(ms)
+        super::time::later(self.origin, std::time::Duration::from_millis(ms))
     }
 
     /// Reads the real clock, publishes it, and returns it.
     pub(crate) fn refresh(&self) -> u64 {
-        let ms = self.origin.elapsed().as_millis() as u64;
+        let ms = super::time::millis(self.origin.elapsed());
         self.now_ms.fetch_max(ms, Ordering::Relaxed);
         ms
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// Which idle member a checkout takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum IdleOrder {
     /// The most recently returned first. Hot connections stay hot and the
     /// rest age, so they are the ones heartbeats probe and `idle_timeout` trims:
@@ -142,8 +143,6 @@ pub enum BuildError {
     ZeroCount(&'static str),
     /// `refill_backoff_min` is above `refill_backoff_max`.
     Backoff,
-    /// `build` was called outside a tokio runtime, so the sentinel has nowhere to run.
-    NoRuntime,
 }
 
 impl fmt::Display for BuildError {
@@ -160,14 +159,13 @@ impl fmt::Display for BuildError {
             BuildError::HeartbeatTimeoutNotBelowInterval => {
                 f.write_str("heartbeat_timeout must be shorter than heartbeat_interval")
             }
-            BuildError::Jitter(j) => write!(f, "heartbeat_jitter must be within 0.0..=0.5, got {j}"),
+            BuildError::Jitter(j) => {
+                write!(f, "heartbeat_jitter must be within 0.0..=0.5, got {j}")
+            }
             BuildError::ZeroCount(name) => write!(f, "{name} must be at least 1"),
             BuildError::Backoff => {
                 f.write_str("refill_backoff_min must not be above refill_backoff_max")
             }
-            BuildError::NoRuntime => f.write_str(
-                "Pool::build must be called from within a tokio runtime (the sentinel task runs there)",
-            ),
         }
     }
 }

@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use super::chain::Chain;
 use std::time::Duration;
 
 /// Why `get` or `try_get` gave no connection.
@@ -63,10 +62,15 @@ pub enum Error<E> {
     /// help, so the checkout fails at once instead of waiting out
     /// `wait_timeout`. The manager's error is the `source()`.
     Permanent(E),
+    /// The pool's background task is not running (it ended with the runtime
+    /// it was started on, or the pool was built outside one) and this
+    /// checkout is not inside a tokio runtime that could restart it.
+    NoBackgroundTask,
 }
 
 /// What a checkout was doing when its `wait_timeout` ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Phase {
     /// Queued behind other callers for a member to be returned.
     Waiting,
@@ -88,6 +92,11 @@ pub enum Cause<E> {
     Probe(E),
     /// The heartbeat of a stale member did not finish within `heartbeat_timeout`.
     ProbeTimedOut(Duration),
+    /// A connect succeeded but the manager's cheap check rejected the new
+    /// member at once (a server that accepts and closes, say).
+    BrokenAfterConnect,
+    /// The manager panicked in `connect` or `heartbeat`; contained.
+    ManagerPanicked,
 }
 
 impl<E> Error<E> {
@@ -115,16 +124,19 @@ impl fmt::Display for Phase {
     }
 }
 
-/// Writes the cause with its own causes ("could not connect: connection
-/// refused"), so the message alone tells a person what happened; `source()`
-/// still leads to the manager's error for code that wants to match on it.
+/// Says this level only; the manager's error is `source()`, so a reporter
+/// that walks the chain (anyhow, eyre, tracing) prints each cause once.
 impl<E: std::error::Error + 'static> fmt::Display for Cause<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Cause::Connect(e) => write!(f, "connect failed: {}", Chain(e)),
+            Cause::Connect(_) => f.write_str("connect failed"),
             Cause::ConnectTimedOut(d) => write!(f, "connect timed out after {d:?}"),
-            Cause::Probe(e) => write!(f, "heartbeat failed: {}", Chain(e)),
+            Cause::Probe(_) => f.write_str("heartbeat failed"),
             Cause::ProbeTimedOut(d) => write!(f, "heartbeat timed out after {d:?}"),
+            Cause::BrokenAfterConnect => {
+                f.write_str("a new connection failed the manager's check at once")
+            }
+            Cause::ManagerPanicked => f.write_str("the manager panicked"),
         }
     }
 }
@@ -137,18 +149,18 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
                 waited,
                 cause,
             } => {
+                let _ = cause;
                 write!(
                     f,
                     "no live connection within the wait timeout of {waited:?} (timed out while {phase})"
-                )?;
-                if let Some(cause) = cause {
-                    write!(f, "; last failure: {cause}")?;
-                }
-                Ok(())
+                )
             }
             Error::Closed => f.write_str("the pool is closed"),
             Error::Exhausted => f.write_str("every member is in use and the pool is at max_size"),
             Error::Permanent(_) => f.write_str("connect failed in a way retrying cannot fix"),
+            Error::NoBackgroundTask => f.write_str(
+                "the pool's background task is not running, and no tokio runtime is here to restart it",
+            ),
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::config::IdleOrder;
 use super::member::Member;
+use super::slot::{Held, Ledger};
 use super::status::{Counters, EvictReason};
 
 /// What a waiter is handed.
@@ -24,6 +25,10 @@ pub(crate) enum Grant<C> {
     /// The waiter's `wait_timeout` ran out: sent by the sentinel, so a queued
     /// checkout needs no timer of its own.
     TimedOut,
+    /// The sentinel ended without the pool closing (its runtime shut down,
+    /// or it panicked): nobody would send `TimedOut` any more, so the waiter
+    /// decides afresh, which restarts the sentinel.
+    Recheck,
 }
 
 /// Which end of the idle set a member goes back to.
@@ -41,6 +46,20 @@ pub(crate) struct Waiter<C> {
     tx: oneshot::Sender<Grant<C>>,
     /// Coarse-clock milliseconds.
     deadline_ms: u64,
+    /// False for a caller backing off after its own connect failed: it
+    /// takes a member the moment one is ready, but a free place would only
+    /// have it connect again before its backoff is over.
+    takes_capacity: bool,
+}
+
+/// Whether the sentinel task is running.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Sentinel {
+    /// Not started yet: the pool was built outside a runtime.
+    NotStarted,
+    Running,
+    /// Ended without the pool closing: restarted by the next checkout.
+    Gone,
 }
 
 pub(crate) struct State<C> {
@@ -49,15 +68,17 @@ pub(crate) struct State<C> {
     /// Oldest first. Senders of cancelled waiters stay until they reach the
     /// front or the next purge; `dispatch` skips them.
     pub(crate) waiters: VecDeque<Waiter<C>>,
-    /// Members alive plus places reserved for connects in progress.
-    pub(crate) size: usize,
-    /// Members held by the sentinel or by a checkout's heartbeat.
-    pub(crate) probing: usize,
-    /// Connects in progress (callers' and the sentinel's).
-    pub(crate) connecting: usize,
+    /// Who holds how many places (see `slot.rs`).
+    pub(crate) ledger: Ledger,
     pub(crate) closed: bool,
+    pub(crate) sentinel: Sentinel,
+    /// Bumped each time the sentinel is (re)started after it ended: members
+    /// made before may have their I/O tied to a runtime that is gone.
+    pub(crate) epoch: u32,
     pub(crate) next_id: u64,
     pub(crate) counters: Counters,
+    /// Connect failures since the last success, for the once-per-outage log.
+    pub(crate) outage: super::calls::Outage,
     order: IdleOrder,
 }
 
@@ -66,12 +87,13 @@ impl<C> State<C> {
         State {
             idle: VecDeque::new(),
             waiters: VecDeque::new(),
-            size: 0,
-            probing: 0,
-            connecting: 0,
+            ledger: Ledger::default(),
             closed: false,
+            sentinel: Sentinel::NotStarted,
+            epoch: 0,
             next_id: 0,
             counters: Counters::default(),
+            outage: Default::default(),
             order,
         }
     }
@@ -98,14 +120,23 @@ impl<C> State<C> {
 
     /// Queues a caller. One that was already served a member that failed its
     /// check goes back to the front: it has waited longest.
-    pub(crate) fn enqueue(&mut self, front: bool, deadline_ms: u64) -> oneshot::Receiver<Grant<C>> {
+    pub(crate) fn enqueue(
+        &mut self,
+        front: bool,
+        deadline_ms: u64,
+        takes_capacity: bool,
+    ) -> oneshot::Receiver<Grant<C>> {
         if self.waiters.len() == self.waiters.capacity() && !self.waiters.is_empty() {
             // Purge cancelled waiters before the queue grows, which keeps its
             // length bounded by the number of live waiters times two.
             self.waiters.retain(|w| !w.tx.is_closed());
         }
         let (tx, rx) = oneshot::channel();
-        let waiter = Waiter { tx, deadline_ms };
+        let waiter = Waiter {
+            tx,
+            deadline_ms,
+            takes_capacity,
+        };
         if front {
             self.waiters.push_front(waiter);
         } else {
@@ -117,6 +148,19 @@ impl<C> State<C> {
     /// Live waiters, for `status()`.
     pub(crate) fn waiting(&self) -> usize {
         self.waiters.iter().filter(|w| !w.tx.is_closed()).count()
+    }
+
+    /// For the ledger's debug check: any queued caller still waiting.
+    #[cfg(debug_assertions)]
+    pub(crate) fn has_live_waiter_for_members(&self) -> bool {
+        self.waiters.iter().any(|w| !w.tx.is_closed())
+    }
+
+    /// Sends every waiter `grant_of()`, emptying the queue.
+    pub(crate) fn wake_all(&mut self, grant_of: impl Fn() -> Grant<C>) {
+        for waiter in std::mem::take(&mut self.waiters) {
+            let _ = waiter.tx.send(grant_of());
+        }
     }
 
     /// Tells every waiter whose deadline has passed that it timed out, keeping
@@ -138,28 +182,36 @@ impl<C> State<C> {
         }
     }
 
-    /// Gives a member or a free place to the oldest live waiter; failing that,
-    /// a member goes to the idle set and a place is given up. On a closed pool
-    /// a member is handed back to be dropped outside the lock.
+    /// Gives a member to the oldest live waiter, or a free place to the
+    /// oldest that may connect with it; failing that, a member goes to the
+    /// idle set and a place is given up. On a closed pool a member is handed
+    /// back to be dropped outside the lock. Only the ledger's transitions
+    /// call it, with the place already released from its last holder.
     #[must_use = "a member handed back must be dropped outside the lock"]
-    pub(crate) fn dispatch(&mut self, mut grant: Grant<C>, end: End) -> Option<Member<C>> {
+    pub(super) fn dispatch(&mut self, mut grant: Grant<C>, end: End) -> Option<Member<C>> {
         if !self.closed {
-            while let Some(waiter) = self.waiters.pop_front() {
-                if matches!(grant, Grant::Member(_)) {
-                    self.counters.checkouts += 1;
-                } else {
-                    self.connecting += 1;
+            let mut i = 0;
+            while i < self.waiters.len() {
+                let is_member = matches!(grant, Grant::Member(_));
+                if !is_member && !self.waiters[i].takes_capacity {
+                    i += 1;
+                    continue;
                 }
+                let Some(waiter) = self.waiters.remove(i) else {
+                    break;
+                };
+                let to = if is_member {
+                    Held::Lending
+                } else {
+                    Held::Connecting
+                };
+                self.hold(to);
                 match waiter.tx.send(grant) {
                     Ok(()) => return None,
                     Err(back) => {
                         // That waiter was cancelled: undo and try the next.
                         grant = back;
-                        if matches!(grant, Grant::Member(_)) {
-                            self.counters.checkouts -= 1;
-                        } else {
-                            self.connecting -= 1;
-                        }
+                        self.release(to);
                     }
                 }
             }
@@ -170,15 +222,15 @@ impl<C> State<C> {
                 None
             }
             Grant::Member(member) => {
-                self.size -= 1;
+                self.ledger.size -= 1;
                 self.counters.evicted.add(EvictReason::Closed);
                 Some(member)
             }
             Grant::Capacity => {
-                self.size -= 1;
+                self.ledger.size -= 1;
                 None
             }
-            Grant::TimedOut => None,
+            Grant::TimedOut | Grant::Recheck => None,
         }
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct MemberData<C> {
     /// Spreads heartbeats: this member is probed this much before the interval
     /// is up, so a pool's members never probe in lockstep.
     pub(crate) probe_early_ms: u32,
+    /// The sentinel epoch the member was made in (see `State::epoch`).
+    pub(crate) epoch: u32,
     /// Consecutive failed heartbeats.
     pub(crate) failures: u32,
     /// The sentinel's cheap check found it dead (or draining) while idle;

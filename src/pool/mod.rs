@@ -3,12 +3,15 @@
 //! everything about a connection through the [`Manager`].
 //!
 //! Layout: `config` (what a pool is built with), `member` (one member's
-//! timestamps), `idle` (the idle set and the fair waiter queue), `shared`
-//! (the moves between owners, under one lock), `checkout` (the `get` path),
-//! `pooled` (the guard and the return path), `sentinel` (the background task),
-//! `status` (snapshot and counters), `clock` (the coarse clock).
+//! timestamps), `slot` (the ledger: who holds each place, and the named
+//! transitions), `idle` (the idle set and the fair waiter queue), `shared`
+//! (the moves between owners, under one lock), `calls` (the one probe path
+//! and the one connect path), `checkout` (the `get` path), `pooled` (the
+//! guard and the return path), `sentinel` (the background task), `status`
+//! (snapshot and counters), `clock` (the coarse clock), `time` (arithmetic
+//! that cannot overflow).
 
-mod chain;
+mod calls;
 mod checkout;
 mod clock;
 mod config;
@@ -18,7 +21,9 @@ mod member;
 mod pooled;
 mod sentinel;
 mod shared;
+mod slot;
 mod status;
+mod time;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -111,14 +116,23 @@ impl Pool<NoManager> {
 }
 
 impl<M: Manager> Pool<M> {
-    /// Builds a pool with `config`. Must run inside a tokio runtime: the
-    /// sentinel is spawned on it.
+    /// Builds a pool with `config`.
+    ///
+    /// Inside a tokio runtime the sentinel starts at once (and with it the
+    /// refill to `min_idle`). Outside one (a `static` behind a `LazyLock`,
+    /// say) it starts with the first checkout made inside a runtime. If the
+    /// runtime it runs on shuts down while the pool lives on, the next
+    /// checkout from another runtime starts it again there: a pool kept in
+    /// a `static` across `#[tokio::test]` runtimes keeps working.
     pub fn new(manager: M, config: Config) -> Result<Self, BuildError> {
         config.validate()?;
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
-        let shared = Arc::new(Shared::new(manager, config));
+        let shared = Shared::new(manager, config);
         shared.clock.refresh();
-        runtime.spawn(sentinel::run(Arc::downgrade(&shared)));
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let mut st = shared.lock();
+            // Inside a runtime, so this cannot fail.
+            let _ = shared.ensure_sentinel(&mut st);
+        }
         if shared.config.min_idle > 0 {
             shared.wake_sentinel.notify_one();
         }

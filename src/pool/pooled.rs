@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use super::idle::End;
 use super::member::Member;
-use super::shared::{Held, Shared};
+use super::shared::Shared;
+use super::slot::Held;
 use super::status::EvictReason;
 use crate::{Condition, Manager};
 
@@ -92,9 +93,15 @@ impl<'a, M: Manager> Pooled<'a, M> {
     /// once for other callers.
     pub fn detach(mut this: Self) -> M::Connection {
         let member = this.take_member();
-        this.shared
-            .vacate(Held::ByCaller, |c| c.evicted.add(EvictReason::Detached));
         super::shared::log_eviction(&this.shared.config.name, member.id, EvictReason::Detached);
+        let mut st = this.shared.lock();
+        st.evict(
+            Held::Caller,
+            EvictReason::Detached,
+            false,
+            this.shared.config.max_size,
+        );
+        drop(st);
         member.conn
     }
 
@@ -168,11 +175,11 @@ impl<M: Manager> Drop for Pooled<'_, M> {
         let now = shared.clock.now_ms();
         let verdict = verdict.or((now >= member.retire_at_ms).then_some(EvictReason::MaxLifetime));
         match verdict {
-            Some(reason) => shared.evict(member, reason, Held::ByCaller),
+            Some(reason) => shared.evict(member, reason, Held::Caller),
             None => {
                 member.last_used_ms = now;
                 member.last_ok_ms = now;
-                shared.put_back(member, Held::ByCaller, End::Hot);
+                shared.put_back(member, Held::Caller, End::Hot);
             }
         }
     }

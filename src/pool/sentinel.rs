@@ -5,26 +5,29 @@
 //! `idle_timeout` above `min_idle`, retires members past `max_lifetime`, and
 //! refills to `min_idle` with exponential backoff while connects fail.
 //!
-//! It takes members through the same lock and the same moves as a caller, so a
-//! member it holds is counted as probing and no caller can take it.
+//! It takes members through the same ledger transitions as a caller, and
+//! probes and connects through the same calls (`calls.rs`), so a member it
+//! holds is counted as probing and no caller can take it.
+//!
+//! Nothing depends on it alone: if it ends without the pool closing (its
+//! runtime shut down, a panic), its exit guard tells every queued caller to
+//! decide afresh, and the next checkout starts a new one.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use std::panic::AssertUnwindSafe;
-
-use futures_util::FutureExt;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tokio::time::{Instant, MissedTickBehavior};
 
-use super::chain::Chain;
-use super::checkout::jittered;
-use super::idle::{End, Grant, State};
+use super::calls::Failure;
+use super::idle::{End, State};
 use super::member::Member;
-use super::shared::{Held, Shared, Vacancy, log_eviction};
+use super::shared::{Hold, Shared};
+use super::slot::Held;
 use super::status::EvictReason;
+use super::time::{doubled, jittered, later, millis};
 use crate::{Condition, Manager};
 
 /// Background connects in flight at once while refilling to `min_idle`.
@@ -40,43 +43,23 @@ enum Job<C> {
     Connect,
 }
 
-/// Why a background probe or connect failed.
-enum Failure<E> {
-    Error(E),
-    TimedOut,
-    /// The manager panicked: a bug in it, contained here so the sentinel lives on.
-    Panicked,
-}
-
 enum Done<C, E> {
     Probe {
         member: Member<C>,
         result: Result<(), Failure<E>>,
-        rtt: Duration,
     },
     Connect(Result<C, Failure<E>>),
 }
 
-/// Runs a manager future, turning a timeout or a panic into a [`Failure`].
-async fn guarded<T, E>(
-    limit: Duration,
-    work: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, Failure<E>> {
-    match AssertUnwindSafe(timeout(limit, work)).catch_unwind().await {
-        Ok(Ok(Ok(value))) => Ok(value),
-        Ok(Ok(Err(e))) => Err(Failure::Error(e)),
-        Ok(Err(_elapsed)) => Err(Failure::TimedOut),
-        Err(_panic) => Err(Failure::Panicked),
-    }
-}
-
-/// What the sentinel holds between ticks.
-struct Work<C> {
+/// What the sentinel holds between ticks. Dropped with the sentinel (its
+/// runtime shut down), it gives back every member and place it held.
+struct Work<M: Manager> {
+    shared: Weak<Shared<M>>,
     /// Claimed for a heartbeat, not yet started (counted as probing).
-    due: VecDeque<Member<C>>,
+    due: VecDeque<Member<M::Connection>>,
     /// Failed fewer than `heartbeat_failures` times: re-probed at the given
     /// coarse time, never handed out meanwhile (counted as probing).
-    suspects: Vec<(Member<C>, u64)>,
+    suspects: Vec<(Member<M::Connection>, u64)>,
     probes_in_flight: usize,
     /// Places reserved for refill connects not yet started.
     refills_due: usize,
@@ -84,7 +67,7 @@ struct Work<C> {
     refill_backoff: Duration,
     refill_not_before: Instant,
     /// Reused between scans so a tick allocates nothing.
-    scratch: VecDeque<Member<C>>,
+    scratch: VecDeque<Member<M::Connection>>,
     /// Where the next tick's cheap checks start in the idle set.
     check_cursor: usize,
     /// `created` as of the last tick: a connect that succeeded anywhere
@@ -92,13 +75,54 @@ struct Work<C> {
     created_seen: u64,
 }
 
+impl<M: Manager> Drop for Work<M> {
+    fn drop(&mut self) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let reason = if shared.is_closed() {
+            EvictReason::Closed
+        } else {
+            EvictReason::RuntimeGone
+        };
+        let held: Vec<_> = self
+            .due
+            .drain(..)
+            .chain(self.suspects.drain(..).map(|(m, _)| m))
+            .collect();
+        for member in held {
+            shared.evict(member, reason, Held::Probing);
+        }
+        for _ in 0..std::mem::take(&mut self.refills_due) {
+            shared.vacate(Held::Connecting);
+        }
+    }
+}
+
+/// Tells the pool its sentinel ended, however it ended (a `break`, a panic
+/// unwinding, or the future dropped with its runtime).
+struct Exit<M: Manager>(Weak<Shared<M>>);
+
+impl<M: Manager> Drop for Exit<M> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.sentinel_ended();
+        }
+    }
+}
+
 pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
+    let _exit = Exit(pool.clone());
     let Some(shared) = pool.upgrade() else {
         return;
     };
     let mut ticker = tokio::time::interval(Duration::from_millis(shared.tick_ms));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Declared before `work`, so dropped after it: jobs in flight give their
+    // places back through their `Hold` first.
+    let mut in_flight = FuturesUnordered::new();
     let mut work = Work {
+        shared: pool.clone(),
         due: VecDeque::new(),
         suspects: Vec::new(),
         probes_in_flight: 0,
@@ -111,7 +135,6 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
         created_seen: 0,
     };
     drop(shared);
-    let mut in_flight = FuturesUnordered::new();
     loop {
         let Some(shared) = pool.upgrade() else {
             break;
@@ -126,7 +149,6 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
             }
         };
         if shared.is_closed() {
-            shared.discard(&mut work);
             break;
         }
         if plan {
@@ -145,52 +167,43 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
             in_flight.push(run_job(Arc::clone(&shared), Job::Connect));
         }
     }
-    // Dropping the jobs in flight frees their places through their `Vacancy`.
     drop(in_flight);
+    drop(work);
 }
 
-/// One probe or one connect. A `Vacancy` frees the place if the sentinel
-/// stops (the pool closed) while the job is in flight.
+/// One probe or one connect. A `Hold` frees the place if the sentinel
+/// stops (the pool closed, the runtime went) while the job is in flight.
 async fn run_job<M: Manager>(
     shared: Arc<Shared<M>>,
     job: Job<M::Connection>,
 ) -> Done<M::Connection, M::Error> {
     match job {
         Job::Probe(mut member) => {
-            let vacancy = Vacancy::new(
+            let hold = Hold::new(
                 &shared,
                 Held::Probing,
                 Some((EvictReason::Closed, member.id)),
             );
-            let started = Instant::now();
-            let result = guarded(
-                shared.config.heartbeat_timeout,
-                shared.manager.heartbeat(&mut member.conn),
-            )
-            .await;
-            let rtt = started.elapsed();
-            vacancy.disarm();
-            Done::Probe {
-                member,
-                result,
-                rtt,
-            }
+            let result = shared.probe(&mut member, None).await;
+            hold.disarm();
+            Done::Probe { member, result }
         }
         Job::Connect => {
-            let vacancy = Vacancy::new(&shared, Held::Connecting, None);
-            let result = guarded(shared.config.connect_timeout, shared.manager.connect()).await;
-            vacancy.disarm();
+            let hold = Hold::new(&shared, Held::Connecting, None);
+            let result = shared.connect(None).await;
+            hold.disarm();
             Done::Connect(result)
         }
     }
 }
 
 impl<M: Manager> Shared<M> {
-    /// One tick: claim due members, trim and retire idle ones, reserve refills.
-    fn plan(&self, work: &mut Work<M::Connection>) {
+    /// One tick: time out waiters, claim due members, trim and retire idle
+    /// ones, reserve refills.
+    fn plan(&self, work: &mut Work<M>) {
         let now = self.clock.refresh();
-        let interval_ms = self.config.heartbeat_interval.map(|d| d.as_millis() as u64);
-        let idle_timeout_ms = self.config.idle_timeout.map(|d| d.as_millis() as u64);
+        let interval_ms = self.config.heartbeat_interval.map(millis);
+        let idle_timeout_ms = self.config.idle_timeout.map(millis);
         let tick_ms = self.tick_ms;
         let min_idle = self.config.min_idle;
         let mut removed: Vec<(Member<M::Connection>, EvictReason)> = Vec::new();
@@ -215,8 +228,6 @@ impl<M: Manager> Shared<M> {
                     i += 1;
                 }
             }
-            // `spare`: members ready or about to be (idle, probing, connecting);
-            // what `min_idle` keeps and `idle_timeout` trims down to.
             // The cheap check on a window of idle members: a peer's FIN or RST,
             // or a kernel keepalive that gave up, shows here with no traffic
             // of ours, heartbeats on or off.
@@ -226,19 +237,23 @@ impl<M: Manager> Shared<M> {
                 let count = len.min(CHECKS_PER_TICK);
                 for k in 0..count {
                     let member = &mut st.idle[(start + k) % len];
-                    match self.check(&mut member.conn) {
-                        Condition::Ready => {}
-                        Condition::Draining => member.doomed = Some(EvictReason::Drained),
-                        Condition::Dirty | Condition::Broken => {
-                            member.doomed = Some(EvictReason::BrokenWhileIdle)
-                        }
-                    }
+                    member.doomed = match self.check(&mut member.conn) {
+                        Condition::Ready => None,
+                        Condition::Draining => Some(EvictReason::Drained),
+                        Condition::Dirty | Condition::Broken => Some(EvictReason::BrokenWhileIdle),
+                    };
                 }
                 work.check_cursor = start + count;
             }
+            let epoch = st.epoch;
+            // `spare`: members ready or about to be (idle, probing, connecting);
+            // what `min_idle` keeps and `idle_timeout` trims down to.
             let verdict = |m: &Member<M::Connection>, spare: usize| -> Option<Action> {
                 if let Some(reason) = m.doomed {
                     return Some(Action::Evict(reason));
+                }
+                if m.epoch != epoch {
+                    return Some(Action::Evict(EvictReason::RuntimeGone));
                 }
                 if now >= m.retire_at_ms {
                     return Some(Action::Evict(EvictReason::MaxLifetime));
@@ -251,7 +266,11 @@ impl<M: Manager> Shared<M> {
                 // Claimed up to half a tick early, which centres the rounding
                 // to the tick: the period stays within the jitter.
                 if let Some(interval) = interval_ms {
-                    if m.idle_for(now) + u64::from(m.probe_early_ms) + tick_ms / 2 >= interval {
+                    let age = m
+                        .idle_for(now)
+                        .saturating_add(u64::from(m.probe_early_ms))
+                        .saturating_add(tick_ms / 2);
+                    if age >= interval {
                         return Some(Action::Probe);
                     }
                 }
@@ -264,16 +283,17 @@ impl<M: Manager> Shared<M> {
                 while let Some(member) = st.idle.pop_front() {
                     match verdict(&member, spare) {
                         None => kept.push_back(member),
-                        Some(Action::Probe) => {
-                            st.probing += 1;
-                            work.due.push_back(member);
-                        }
-                        Some(Action::Evict(reason)) => {
-                            spare -= 1;
-                            st.counters.evicted.add(reason);
-                            let orphan = st.dispatch(Grant::Capacity, End::Hot);
-                            debug_assert!(orphan.is_none());
-                            removed.push((member, reason));
+                        Some(action) => {
+                            // Claimed either way: probed, or evicted below
+                            // through the one eviction path.
+                            st.claim_for_probe();
+                            match action {
+                                Action::Probe => work.due.push_back(member),
+                                Action::Evict(reason) => {
+                                    spare = spare.saturating_sub(1);
+                                    removed.push((member, reason));
+                                }
+                            }
                         }
                     }
                 }
@@ -281,9 +301,10 @@ impl<M: Manager> Shared<M> {
                 work.scratch = kept;
             }
             self.reserve_refills(&mut st, work);
+            st.assert_invariants(self.config.max_size);
         }
         for (member, reason) in removed {
-            log_eviction(&self.config.name, member.id, reason);
+            self.evict(member, reason, Held::Probing);
         }
     }
 
@@ -291,81 +312,46 @@ impl<M: Manager> Shared<M> {
     /// `max_size`), unless backing off after failed connects. Called each
     /// tick and each time a refill connect succeeds, so refilling a large
     /// pool runs at the speed of connects, not of ticks.
-    fn reserve_refills(&self, st: &mut State<M::Connection>, work: &mut Work<M::Connection>) {
-        let want = self
-            .config
-            .min_idle
-            .saturating_sub(st.spare())
-            .min(self.config.max_size - st.size);
+    fn reserve_refills(&self, st: &mut State<M::Connection>, work: &mut Work<M>) {
+        let want = self.config.min_idle.saturating_sub(st.spare());
         let room = MAX_CONCURRENT_REFILLS.saturating_sub(work.refills_in_flight + work.refills_due);
-        if want > 0 && room > 0 && Instant::now() >= work.refill_not_before {
-            let n = want.min(room);
-            st.size += n;
-            st.connecting += n;
-            work.refills_due += n;
+        if want == 0 || room == 0 || Instant::now() < work.refill_not_before {
+            return;
+        }
+        for _ in 0..want.min(room) {
+            if !st.reserve(self.config.max_size) {
+                break;
+            }
+            work.refills_due += 1;
         }
     }
 
     /// A job finished: put the member back, re-probe or evict it, or admit a
     /// new connection.
-    fn settle(&self, done: Done<M::Connection, M::Error>, work: &mut Work<M::Connection>) {
+    fn settle(&self, done: Done<M::Connection, M::Error>, work: &mut Work<M>) {
         match done {
             Done::Probe {
-                mut member,
+                member,
                 result: Ok(()),
-                rtt,
             } => {
                 work.probes_in_flight -= 1;
-                member.last_ok_ms = self.clock.refresh();
-                member.failures = 0;
-                let orphan = {
-                    let mut st = self.lock();
-                    st.counters.probes_ok += 1;
-                    st.counters.probe_rtt.record(rtt);
-                    st.probing -= 1;
-                    st.dispatch(Grant::Member(member), End::Cold)
-                };
-                drop(orphan);
+                self.put_back(member, Held::Probing, End::Cold);
             }
             Done::Probe {
-                mut member,
-                result: Err(error),
-                ..
+                member,
+                result: Err(failure),
             } => {
                 work.probes_in_flight -= 1;
-                member.failures += 1;
-                let reason = match &error {
-                    Failure::TimedOut => EvictReason::ProbeTimedOut,
-                    Failure::Error(_) | Failure::Panicked => EvictReason::ProbeFailed,
-                };
-                let (pool, id, failures) = (&self.config.name, member.id, member.failures);
-                let reason_name = reason.as_str();
-                match &error {
-                    Failure::Error(error) => {
-                        tracing::warn!(pool = %pool, member = id, failures, reason = reason_name, error = %Chain(error), "heartbeat failed")
-                    }
-                    Failure::TimedOut => {
-                        tracing::warn!(pool = %pool, member = id, failures, reason = reason_name, timeout = ?self.config.heartbeat_timeout, "heartbeat timed out")
-                    }
-                    Failure::Panicked => {
-                        tracing::error!(pool = %pool, member = id, failures, reason = reason_name, "Manager::heartbeat panicked")
-                    }
-                }
-                // Only a heartbeat that answered with an error may be retried:
-                // one cut off by its timeout (or a panic) may still be answered
-                // on this stream, which is then out of step, so it goes at once.
-                let out_of_step = !matches!(error, Failure::Error(_));
-                if out_of_step || member.failures >= self.config.heartbeat_failures {
-                    log_eviction(&self.config.name, member.id, reason);
-                    self.vacate(Held::Probing, |c| {
-                        c.probes_failed += 1;
-                        c.evicted.add(reason);
-                    });
-                    drop(member);
+                if !failure.leaves_stream_in_step()
+                    || member.failures >= self.config.heartbeat_failures
+                {
+                    self.evict(member, failure.probe_reason(), Held::Probing);
                 } else {
                     self.lock().counters.probes_failed += 1;
-                    let retry_at =
-                        self.clock.now_ms() + self.config.heartbeat_timeout.as_millis() as u64;
+                    let retry_at = self
+                        .clock
+                        .now_ms()
+                        .saturating_add(millis(self.config.heartbeat_timeout));
                     work.suspects.push((member, retry_at));
                 }
             }
@@ -374,8 +360,10 @@ impl<M: Manager> Shared<M> {
                 work.refill_backoff = self.config.refill_backoff_min;
                 let orphan = {
                     let mut st = self.lock();
-                    let member = self.new_member(&mut st, conn);
-                    let orphan = st.dispatch(Grant::Member(member), End::Hot);
+                    let id = st.admit();
+                    let member = self.new_member(id, st.epoch, conn);
+                    let orphan =
+                        st.give_back(member, Held::Connecting, End::Hot, self.config.max_size);
                     if !st.closed {
                         self.reserve_refills(&mut st, work);
                     }
@@ -383,50 +371,26 @@ impl<M: Manager> Shared<M> {
                 };
                 drop(orphan);
             }
-            Done::Connect(Err(error)) => {
+            Done::Connect(Err(failure)) => {
                 work.refills_in_flight -= 1;
-                self.vacate(Held::Connecting, |c| c.connect_failures += 1);
+                self.vacate(Held::Connecting);
                 // The connects of one round fail together: one step of
-                // backoff per round, not per connect.
+                // backoff per round, not per connect. A permanent failure
+                // goes straight to the longest backoff: it needs a person.
                 let now = Instant::now();
+                if matches!(failure, Failure::Permanent(_)) {
+                    work.refill_backoff = self.config.refill_backoff_max;
+                }
                 if now >= work.refill_not_before {
-                    work.refill_not_before = now + jittered(work.refill_backoff);
+                    work.refill_not_before = later(now, jittered(work.refill_backoff));
                     work.refill_backoff =
-                        (work.refill_backoff * 2).min(self.config.refill_backoff_max);
+                        doubled(work.refill_backoff).min(self.config.refill_backoff_max);
                 }
-                let (pool, retry_in_ms) = (
-                    &self.config.name,
-                    (work.refill_not_before - now).as_millis() as u64,
+                tracing::debug!(
+                    pool = %self.config.name,
+                    retry_in_ms = millis(work.refill_not_before.saturating_duration_since(now)),
+                    "refill backing off"
                 );
-                match &error {
-                    Failure::Error(error) => {
-                        tracing::warn!(pool = %pool, error = %Chain(error), retry_in_ms, "refill connect failed")
-                    }
-                    Failure::TimedOut => {
-                        tracing::warn!(pool = %pool, timeout = ?self.config.connect_timeout, retry_in_ms, "refill connect timed out")
-                    }
-                    Failure::Panicked => {
-                        tracing::error!(pool = %pool, retry_in_ms, "Manager::connect panicked")
-                    }
-                }
-            }
-        }
-    }
-
-    /// The pool closed: members the sentinel holds are closed.
-    fn discard(&self, work: &mut Work<M::Connection>) {
-        let held: Vec<_> = work
-            .due
-            .drain(..)
-            .chain(work.suspects.drain(..).map(|(m, _)| m))
-            .collect();
-        for member in held {
-            log_eviction(&self.config.name, member.id, EvictReason::Closed);
-            self.vacate(Held::Probing, |c| c.evicted.add(EvictReason::Closed));
-        }
-        if work.refills_due > 0 {
-            for _ in 0..std::mem::take(&mut work.refills_due) {
-                self.vacate(Held::Connecting, |_| {});
             }
         }
     }

@@ -1,30 +1,21 @@
-//! The state every handle, guard and the sentinel share, and the few moves that
-//! change who holds a member. Each move is one short critical section under one
-//! lock, with no await inside, and drops connections only after unlocking.
+//! The state every handle, guard and the sentinel share, and the few moves
+//! that change who holds a member, each one of the ledger's transitions
+//! (`slot.rs`) under one lock, with no await inside, and connections dropped
+//! only after unlocking.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
 
 use super::clock::CoarseClock;
 use super::config::Config;
-use super::idle::{End, Grant, State};
+use super::error::Error;
+use super::idle::{End, Grant, Sentinel, State};
 use super::member::{Member, MemberData};
-use super::status::{Counters, EvictReason, Status};
+use super::slot::Held;
+use super::status::{EvictReason, Status};
+use super::time::millis;
 use crate::{Condition, Manager};
-
-/// Who held a member or a place when it is given up: the gauge to decrement.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Held {
-    /// A caller's `Pooled` guard (in use).
-    ByCaller,
-    /// Popped for a checkout that then rejected it: undo the checkout count.
-    ByCheckout,
-    /// Being probed, or waiting for a re-probe.
-    Probing,
-    /// A place reserved for a connect.
-    Connecting,
-}
 
 pub(crate) struct Shared<M: Manager> {
     pub(crate) manager: M,
@@ -35,19 +26,23 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) tick_ms: u64,
     pub(crate) wake_sentinel: Notify,
     state: Mutex<State<M::Connection>>,
+    /// This pool, for work that must own a handle on it (the sentinel, close
+    /// work). Never upgraded on a hot path.
+    me: Weak<Shared<M>>,
 }
 
 impl<M: Manager> Shared<M> {
-    pub(crate) fn new(manager: M, config: Config) -> Self {
-        Shared {
+    pub(crate) fn new(manager: M, config: Config) -> Arc<Self> {
+        Arc::new_cyclic(|me| Shared {
             manager,
-            validate_after_ms: config.validate_after.as_millis() as u64,
-            tick_ms: config.sentinel_tick().as_millis() as u64,
+            validate_after_ms: millis(config.validate_after),
+            tick_ms: millis(config.sentinel_tick()),
             state: Mutex::new(State::new(config.idle_order)),
             config,
             clock: CoarseClock::new(),
             wake_sentinel: Notify::new(),
-        }
+            me: me.clone(),
+        })
     }
 
     /// Nothing panics while holding the lock, but a caller's `Drop` of a
@@ -89,63 +84,137 @@ impl<M: Manager> Shared<M> {
         self.lock().closed
     }
 
+    /// Starts the sentinel if it is not running: the pool was built outside a
+    /// runtime, or its sentinel ended with its runtime (or panicked). Called
+    /// under the lock by every checkout's decision, so no deadline depends
+    /// on a sentinel that is gone. Fails only where no runtime is there to
+    /// run it.
+    pub(crate) fn ensure_sentinel(
+        &self,
+        st: &mut State<M::Connection>,
+    ) -> Result<(), Error<M::Error>> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(Error::NoBackgroundTask);
+        };
+        let restarted = st.sentinel == Sentinel::Gone;
+        st.sentinel = Sentinel::Running;
+        if restarted {
+            st.epoch = st.epoch.wrapping_add(1);
+            st.counters.sentinel_restarts += 1;
+            tracing::warn!(
+                pool = %self.config.name,
+                restarts = st.counters.sentinel_restarts,
+                "the pool's background task had ended (its runtime shut down, or it panicked); restarted it on this runtime, and members made before are replaced"
+            );
+        }
+        self.clock.refresh();
+        // Spawning never polls the task inline, so doing it under the lock
+        // cannot deadlock.
+        runtime.spawn(super::sentinel::run(self.me.clone()));
+        Ok(())
+    }
+
+    /// The sentinel ended. If the pool is still open, waiters are told to
+    /// decide afresh (nobody else would time them out), which restarts it.
+    pub(crate) fn sentinel_ended(&self) {
+        let mut st = self.lock();
+        if st.closed || st.sentinel != Sentinel::Running {
+            return;
+        }
+        st.sentinel = Sentinel::Gone;
+        st.wake_all(|| Grant::Recheck);
+        tracing::warn!(pool = %self.config.name, "the pool's background task ended while the pool is open; the next checkout restarts it");
+    }
+
     /// Hands a healthy member on: to the oldest waiter, else to the idle set.
     pub(crate) fn put_back(&self, member: Member<M::Connection>, from: Held, end: End) {
-        let orphan = {
-            let mut st = self.lock();
-            st.release_gauge(from);
-            st.dispatch(Grant::Member(member), end)
-        };
+        let orphan = self
+            .lock()
+            .give_back(member, from, end, self.config.max_size);
         drop(orphan);
     }
 
-    /// Takes a member out of the pool for `reason` and frees its place (the
-    /// oldest waiter gets it to connect with). The connection is closed by
-    /// dropping it, outside the lock.
+    /// The one way a member leaves the pool: logged, counted by `reason`,
+    /// closed through [`Manager::close`] (its place held until that work
+    /// ends), and the sentinel told if the pool fell below `min_idle`.
+    // Members travel boxed everywhere (see `member.rs`); this is where one ends.
+    #[allow(clippy::boxed_local)]
     pub(crate) fn evict(&self, member: Member<M::Connection>, reason: EvictReason, from: Held) {
         log_eviction(&self.config.name, member.id, reason);
-        self.vacate(from, |c| c.evicted.add(reason));
-        drop(member);
-    }
-
-    /// Frees a place held by `from`, updating counters with `count`.
-    pub(crate) fn vacate(&self, from: Held, count: impl FnOnce(&mut Counters)) {
+        let MemberData { conn, .. } = *member;
+        let work = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.manager.close(conn)
+        })) {
+            Ok(closing) => closing.into_work(),
+            Err(_) => {
+                tracing::error!(pool = %self.config.name, "Manager::close panicked; the connection is dropped");
+                None
+            }
+        };
+        let spawn = work.and_then(|work| {
+            let runtime = tokio::runtime::Handle::try_current().ok()?;
+            let shared = self.me.upgrade()?;
+            Some((runtime, shared, work))
+        });
         let below_min = {
             let mut st = self.lock();
-            st.release_gauge(from);
-            count(&mut st.counters);
-            let orphan = st.dispatch(Grant::Capacity, End::Hot);
-            debug_assert!(orphan.is_none());
-            !st.closed && st.spare() < self.config.min_idle && st.size < self.config.max_size
+            st.evict(from, reason, spawn.is_some(), self.config.max_size);
+            self.below_min_idle(&st)
+        };
+        if let Some((runtime, shared, work)) = spawn {
+            runtime.spawn(async move {
+                // Frees the place when the work ends, times out, or is
+                // dropped with its runtime.
+                let _hold = Closing(Arc::clone(&shared));
+                if tokio::time::timeout(shared.config.close_timeout, work)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(pool = %shared.config.name, timeout = ?shared.config.close_timeout, "closing a connection took longer than close_timeout; its place is freed");
+                }
+            });
+        }
+        if below_min {
+            self.wake_sentinel.notify_one();
+        }
+    }
+
+    /// Frees a place held by `from` that has no member: a connect that
+    /// failed or was cancelled.
+    pub(crate) fn vacate(&self, from: Held) {
+        let below_min = {
+            let mut st = self.lock();
+            st.vacate(from, self.config.max_size);
+            self.below_min_idle(&st)
         };
         if below_min {
             self.wake_sentinel.notify_one();
         }
     }
 
-    /// Makes a member of a new connection. Called under the lock so ids and the
-    /// `created` counter stay in step with `size`.
+    fn below_min_idle(&self, st: &State<M::Connection>) -> bool {
+        !st.closed && st.spare() < self.config.min_idle && st.ledger.size < self.config.max_size
+    }
+
+    /// Makes a member of a new connection with the id the ledger gave it.
     pub(crate) fn new_member(
         &self,
-        st: &mut State<M::Connection>,
+        id: u64,
+        epoch: u32,
         conn: M::Connection,
     ) -> Member<M::Connection> {
         let now = self.clock.refresh();
-        st.connecting -= 1;
-        st.counters.created += 1;
-        let id = st.next_id;
-        st.next_id += 1;
         let retire_at_ms = match self.config.max_lifetime {
             Some(lifetime) => {
-                let ms = lifetime.as_millis() as u64;
+                let ms = millis(lifetime);
                 now.saturating_add(ms - fastrand::u64(0..=ms / 10))
             }
             None => u64::MAX,
         };
         let probe_early_ms = match self.config.heartbeat_interval {
             Some(interval) => {
-                let spread = (interval.as_millis() as f64 * self.config.heartbeat_jitter) as u32;
-                fastrand::u32(0..=spread)
+                let spread = (millis(interval) as f64 * self.config.heartbeat_jitter) as u64;
+                u32::try_from(fastrand::u64(0..=spread)).unwrap_or(u32::MAX)
             }
             None => 0,
         };
@@ -157,6 +226,7 @@ impl<M: Manager> Shared<M> {
             last_used_ms: now,
             last_ok_ms: now,
             probe_early_ms,
+            epoch,
             failures: 0,
             doomed: None,
         })
@@ -164,14 +234,15 @@ impl<M: Manager> Shared<M> {
 
     pub(crate) fn status(&self) -> Status {
         let st = self.lock();
-        let idle = st.idle.len();
+        let l = st.ledger;
         Status {
             max_size: self.config.max_size,
-            size: st.size,
-            idle,
-            in_use: st.size - idle - st.probing - st.connecting,
-            probing: st.probing,
-            connecting: st.connecting,
+            size: l.size,
+            idle: st.idle.len(),
+            in_use: l.in_use,
+            probing: l.probing,
+            connecting: l.connecting,
+            closing: l.closing,
             waiters: st.waiting(),
             closed: st.closed,
             counters: st.counters,
@@ -187,36 +258,29 @@ impl<M: Manager> Shared<M> {
             }
             st.closed = true;
             let idle = std::mem::take(&mut st.idle);
-            st.size -= idle.len();
+            // Claimed like a probe, then evicted one by one through the one
+            // eviction path (which runs their close work).
             for _ in 0..idle.len() {
-                st.counters.evicted.add(EvictReason::Closed);
+                st.claim_for_probe();
             }
             (idle, std::mem::take(&mut st.waiters))
         };
         // Dropping the senders wakes every waiter with a closed channel.
         drop(waiters);
         for member in idle {
-            log_eviction(&self.config.name, member.id, EvictReason::Closed);
+            self.evict(member, EvictReason::Closed, Held::Probing);
         }
         self.wake_sentinel.notify_one();
         tracing::info!(pool = %self.config.name, "pool closed");
     }
 }
 
-impl<C> State<C> {
-    /// Members ready or about to be: idle, being probed, being connected.
-    /// What `min_idle` counts.
-    pub(crate) fn spare(&self) -> usize {
-        self.idle.len() + self.probing + self.connecting
-    }
+/// Holds an evicted member's place while its close work runs.
+struct Closing<M: Manager>(Arc<Shared<M>>);
 
-    pub(crate) fn release_gauge(&mut self, from: Held) {
-        match from {
-            Held::ByCaller => {}
-            Held::ByCheckout => self.counters.checkouts -= 1,
-            Held::Probing => self.probing -= 1,
-            Held::Connecting => self.connecting -= 1,
-        }
+impl<M: Manager> Drop for Closing<M> {
+    fn drop(&mut self) {
+        self.0.vacate(Held::Closing);
     }
 }
 
@@ -224,16 +288,18 @@ impl<C> State<C> {
 /// routine retirement at DEBUG.
 pub(crate) fn log_eviction(pool: &str, member: u64, reason: EvictReason) {
     if reason.is_failure() {
-        tracing::warn!(pool, member, reason = reason.as_str(), "member evicted");
+        tracing::warn!(pool = %pool, member, reason = reason.as_str(), "member evicted");
     } else {
-        tracing::debug!(pool, member, reason = reason.as_str(), "member evicted");
+        tracing::debug!(pool = %pool, member, reason = reason.as_str(), "member evicted");
     }
 }
 
-/// Frees a place if the future holding it is dropped half way (a cancelled
-/// checkout, a sentinel stopping mid-probe): invariant 4, no leaked permit.
-/// The member itself, if any, is owned by the same future and dropped with it.
-pub(crate) struct Vacancy<'a, M: Manager> {
+/// A place held across an await (a connect, a probe): if the future holding
+/// it is dropped half way (a cancelled checkout, a sentinel stopping
+/// mid-probe), `Drop` frees the place (invariant 4, no leaked permit). The
+/// member itself, if any, is owned by the same future and dropped with it.
+#[must_use = "dropping the token frees the place at once"]
+pub(crate) struct Hold<'a, M: Manager> {
     shared: &'a Shared<M>,
     held: Held,
     /// The reason and member id to count and log if cancelled; `None` for a
@@ -242,13 +308,13 @@ pub(crate) struct Vacancy<'a, M: Manager> {
     armed: bool,
 }
 
-impl<'a, M: Manager> Vacancy<'a, M> {
+impl<'a, M: Manager> Hold<'a, M> {
     pub(crate) fn new(
         shared: &'a Shared<M>,
         held: Held,
         on_cancel: Option<(EvictReason, u64)>,
     ) -> Self {
-        Vacancy {
+        Hold {
             shared,
             held,
             on_cancel,
@@ -256,24 +322,24 @@ impl<'a, M: Manager> Vacancy<'a, M> {
         }
     }
 
-    /// The work finished: whoever continues takes over the accounting.
+    /// The work finished: whoever continues takes over the place.
     pub(crate) fn disarm(mut self) {
         self.armed = false;
     }
 }
 
-impl<M: Manager> Drop for Vacancy<'_, M> {
+impl<M: Manager> Drop for Hold<'_, M> {
     fn drop(&mut self) {
-        if self.armed {
-            let on_cancel = self.on_cancel;
-            if let Some((reason, member)) = on_cancel {
+        if !self.armed {
+            return;
+        }
+        match self.on_cancel {
+            Some((reason, member)) => {
                 log_eviction(&self.shared.config.name, member, reason);
+                let mut st = self.shared.lock();
+                st.evict(self.held, reason, false, self.shared.config.max_size);
             }
-            self.shared.vacate(self.held, |c| {
-                if let Some((reason, _)) = on_cancel {
-                    c.evicted.add(reason)
-                }
-            });
+            None => self.shared.vacate(self.held),
         }
     }
 }

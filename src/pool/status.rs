@@ -38,11 +38,15 @@ pub enum EvictReason {
     /// The server said it is going away, or the endpoint is being removed
     /// ([`Condition::Draining`](crate::Condition::Draining)).
     Drained,
+    /// Made under a sentinel that has since ended (its runtime shut down):
+    /// its I/O may be tied to a reactor that is gone, so it is replaced
+    /// rather than handed out.
+    RuntimeGone,
 }
 
 impl EvictReason {
     /// Number of reasons; the length of [`Evictions`].
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
 
     /// Every reason, in a stable order.
     pub const ALL: [EvictReason; Self::COUNT] = [
@@ -59,6 +63,7 @@ impl EvictReason {
         EvictReason::Detached,
         EvictReason::Closed,
         EvictReason::Drained,
+        EvictReason::RuntimeGone,
     ];
 
     /// A stable snake_case name, for metrics labels and log fields.
@@ -77,6 +82,7 @@ impl EvictReason {
             EvictReason::Detached => "detached",
             EvictReason::Closed => "closed",
             EvictReason::Drained => "drained",
+            EvictReason::RuntimeGone => "runtime_gone",
         }
     }
 
@@ -90,6 +96,7 @@ impl EvictReason {
                 | EvictReason::Detached
                 | EvictReason::Closed
                 | EvictReason::Drained
+                | EvictReason::RuntimeGone
         )
     }
 
@@ -195,10 +202,13 @@ pub struct Counters {
     pub evicted: Evictions,
     /// Heartbeat round trips.
     pub probe_rtt: ProbeRtt,
+    /// Times the sentinel was found ended (its runtime shut down, or it
+    /// panicked) and restarted by a checkout.
+    pub sentinel_restarts: u64,
 }
 
 /// A snapshot of the pool, taken under its lock, so the counts add up:
-/// `size == idle + in_use + probing + connecting`.
+/// `size == idle + in_use + probing + connecting + closing`.
 ///
 /// Export it as gauges and counters; a dashboard charts rates from two
 /// snapshots:
@@ -218,7 +228,10 @@ pub struct Counters {
 /// drop(pool.get().await.unwrap());
 ///
 /// let status = pool.status();
-/// assert_eq!(status.size, status.idle + status.in_use + status.probing + status.connecting);
+/// assert_eq!(
+///     status.size,
+///     status.idle + status.in_use + status.probing + status.connecting + status.closing
+/// );
 /// let mut lines = vec![format!("pool_members{{state=\"idle\"}} {}", status.idle)];
 /// for (reason, count) in status.counters.evicted.iter() {
 ///     lines.push(format!("pool_evictions_total{{reason=\"{reason}\"}} {count}"));
@@ -241,6 +254,10 @@ pub struct Status {
     pub probing: usize,
     /// Connects in progress.
     pub connecting: usize,
+    /// Evicted members whose close work (see
+    /// [`Manager::close`](crate::Manager::close)) still runs: their places
+    /// stay taken until it ends.
+    pub closing: usize,
     /// Callers queued for a member.
     pub waiters: usize,
     /// Whether `close` was called.
