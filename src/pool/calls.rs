@@ -152,6 +152,9 @@ impl<M: Manager> Shared<M> {
         match &result {
             Ok(_) => {
                 let outage = std::mem::take(&mut st.outage);
+                if outage.failures > 0 {
+                    st.wake_backoffs();
+                }
                 drop(st);
                 if outage.failures > 0 {
                     let lasted_ms = outage.since.map_or(0, |t| t.elapsed().as_millis());

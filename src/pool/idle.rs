@@ -156,6 +156,22 @@ impl<C> State<C> {
         self.waiters.iter().any(|w| !w.tx.is_closed())
     }
 
+    /// Ends the backoff of every caller waiting out a failed connect of its
+    /// own: a connect just succeeded, so the server is back and they should
+    /// try now rather than when their timers say.
+    pub(crate) fn wake_backoffs(&mut self) {
+        if self.waiters.iter().all(|w| w.takes_capacity) {
+            return;
+        }
+        let (backing_off, queued): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| !w.takes_capacity);
+        self.waiters = queued;
+        for waiter in backing_off {
+            let _ = waiter.tx.send(Grant::Recheck);
+        }
+    }
+
     /// Sends every waiter `grant_of()`, emptying the queue.
     pub(crate) fn wake_all(&mut self, grant_of: impl Fn() -> Grant<C>) {
         for waiter in std::mem::take(&mut self.waiters) {

@@ -100,8 +100,9 @@ impl<M: Manager> Drop for Work<M> {
 }
 
 /// Tells the pool its sentinel ended, however it ended (a `break`, a panic
-/// unwinding, or the future dropped with its runtime).
-struct Exit<M: Manager>(Weak<Shared<M>>);
+/// unwinding, or the future dropped with its runtime, even before its first
+/// poll: it is an argument of `run`, so the unpolled future owns it too).
+pub(crate) struct Exit<M: Manager>(pub(crate) Weak<Shared<M>>);
 
 impl<M: Manager> Drop for Exit<M> {
     fn drop(&mut self) {
@@ -111,8 +112,8 @@ impl<M: Manager> Drop for Exit<M> {
     }
 }
 
-pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>) {
-    let _exit = Exit(pool.clone());
+pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, exit: Exit<M>) {
+    let _exit = exit;
     let Some(shared) = pool.upgrade() else {
         return;
     };

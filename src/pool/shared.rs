@@ -110,7 +110,8 @@ impl<M: Manager> Shared<M> {
         self.clock.refresh();
         // Spawning never polls the task inline, so doing it under the lock
         // cannot deadlock.
-        runtime.spawn(super::sentinel::run(self.me.clone()));
+        let exit = super::sentinel::Exit(self.me.clone());
+        runtime.spawn(super::sentinel::run(self.me.clone(), exit));
         Ok(())
     }
 

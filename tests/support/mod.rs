@@ -21,6 +21,8 @@ pub enum Death {
     Hung,
     /// The manager itself has a bug: heartbeat and the cheap check panic.
     Panics,
+    /// The manager's heartbeat alone panics; the cheap check passes.
+    HeartbeatPanics,
 }
 
 #[derive(Default, Debug)]
@@ -29,6 +31,14 @@ pub struct Shared {
     pub connects: AtomicU64,
     pub heartbeats: AtomicU64,
     pub connect_fails: AtomicBool,
+    /// Connect errors are reported as permanent (a wrong password, say).
+    pub permanent: AtomicBool,
+    /// Every connection fails the cheap check from birth (a server that
+    /// accepts and closes at once).
+    pub born_broken: AtomicBool,
+    /// Closing a connection that had a request in flight takes this long
+    /// (a PostgreSQL cancel request, say); the connection stays open until then.
+    close_delay_ms: AtomicU64,
     connect_delay_ms: AtomicU64,
     heartbeat_delay_ms: AtomicU64,
     dead: Mutex<HashSet<u64>>,
@@ -98,6 +108,20 @@ impl FakeManager {
 
     pub fn set_connect_fails(&self, fails: bool) {
         self.shared.connect_fails.store(fails, Ordering::SeqCst);
+    }
+
+    pub fn set_permanent(&self, permanent: bool) {
+        self.shared.permanent.store(permanent, Ordering::SeqCst);
+    }
+
+    pub fn set_born_broken(&self, broken: bool) {
+        self.shared.born_broken.store(broken, Ordering::SeqCst);
+    }
+
+    pub fn set_close_delay(&self, d: Duration) {
+        self.shared
+            .close_delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn set_connect_delay(&self, d: Duration) {
@@ -185,7 +209,9 @@ impl Manager for FakeManager {
                 std::future::pending::<()>().await;
                 Ok(())
             }
-            Some(Death::Panics) => panic!("bug in the manager's heartbeat"),
+            Some(Death::Panics | Death::HeartbeatPanics) => {
+                panic!("bug in the manager's heartbeat")
+            }
             Some(_) => Err(FakeError("peer gone")),
         };
         if result.is_err() {
@@ -194,7 +220,29 @@ impl Manager for FakeManager {
         result
     }
 
+    fn is_permanent(&self, _: &FakeError) -> bool {
+        self.shared.permanent.load(Ordering::SeqCst)
+    }
+
+    /// A connection dropped with a request in flight takes `close_delay` to
+    /// close (as a PostgreSQL session does until its cancel lands).
+    fn close(&self, conn: FakeConn) -> livepool::Closing {
+        let delay = self.shared.close_delay_ms.load(Ordering::SeqCst);
+        if conn.in_flight && delay > 0 {
+            livepool::Closing::after(async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                drop(conn);
+            })
+        } else {
+            drop(conn);
+            livepool::Closing::done()
+        }
+    }
+
     fn condition(&self, conn: &mut FakeConn) -> Condition {
+        if self.shared.born_broken.load(Ordering::SeqCst) {
+            return Condition::Broken;
+        }
         if conn.in_flight {
             return Condition::Dirty;
         }
@@ -217,13 +265,13 @@ pub fn assert_consistent(status: &livepool::Status) {
     assert!(status.size <= status.max_size, "size above max: {status:?}");
     assert_eq!(
         status.size,
-        status.idle + status.in_use + status.probing + status.connecting,
+        status.idle + status.in_use + status.probing + status.connecting + status.closing,
         "counts do not add up: {status:?}"
     );
     let alive = status.counters.created - status.counters.evicted.total();
     assert_eq!(
         alive as usize,
-        status.size - status.connecting,
+        status.size - status.connecting - status.closing,
         "created - evicted != members: {status:?}"
     );
 }
