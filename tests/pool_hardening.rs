@@ -435,3 +435,76 @@ fn error_chains_repeat_no_text() {
         }
     }
 }
+
+/// Captures what the pool logs, formatted as a person reads it.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_outage_is_logged_once_not_once_per_connect() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    paused_runtime().block_on(async {
+        let manager = FakeManager::new();
+        manager.set_connect_fails(true);
+        let pool = Pool::builder()
+            .name("demo")
+            .max_size(6)
+            .min_idle(2)
+            .wait_timeout(Duration::from_millis(400))
+            .build(manager.clone())
+            .unwrap();
+        let callers: Vec<_> = (0..6)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    for _ in 0..4 {
+                        let _ = pool.get().await;
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        assert!(pool.status().counters.connect_failures > 20);
+        manager.set_connect_fails(false);
+        drop(pool.get().await.expect("the server is back"));
+    });
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warns: Vec<_> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(
+        warns.len(),
+        1,
+        "one WARN for the whole outage:\n{}",
+        warns.join("\n")
+    );
+    assert!(warns[0].contains("connect failed"), "{}", warns[0]);
+    let back: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("connects succeed again"))
+        .collect();
+    assert_eq!(back.len(), 1, "{text}");
+    assert!(back[0].contains("failed_connects="), "{}", back[0]);
+    // One format for the pool field everywhere.
+    assert!(text.lines().all(|l| !l.contains("pool=\"")), "{text}");
+    assert!(warns[0].contains("pool=demo"), "{}", warns[0]);
+}
