@@ -47,6 +47,9 @@ pub(crate) enum Next<C> {
     Connect,
     /// The pool is full: queued.
     Wait(oneshot::Receiver<Grant<C>>),
+    /// Made under a sentinel that has ended (claimed as probing): evict it
+    /// and decide again.
+    Orphan(Member<C>),
 }
 
 /// How a checkout makes the guard's way home: a borrow of the pool (`get`)
@@ -249,6 +252,10 @@ impl<M: Manager> Shared<M> {
                 Next::Fresh(member) => self.hand_out(lender, member, Held::Lending),
                 Next::Stale(member) => self.probe_then_hand_out(lender, member, &mut attempt).await,
                 Next::Connect => self.connect_for_caller(lender, &mut attempt).await,
+                Next::Orphan(member) => {
+                    self.evict(member, EvictReason::RuntimeGone, Held::Probing);
+                    Step::Retry
+                }
                 Next::Wait(rx) => {
                     let deadline = attempt.deadline(self).at;
                     self.wait_for_grant(lender, rx, deadline, &mut attempt)
@@ -352,27 +359,14 @@ impl<M: Manager> Shared<M> {
     }
 
     /// One short critical section: take an idle member, reserve a place, or
-    /// queue. Restarts the sentinel if it is not running, and evicts members
-    /// made under a sentinel (and so perhaps a runtime) that has ended.
+    /// queue. Restarts the sentinel if it is not running; a member made
+    /// under a sentinel (and so perhaps a runtime) that has ended comes back
+    /// as `Orphan`, to be evicted outside the lock.
+    #[inline]
     fn decide(
         &self,
         queue: Queue,
         attempt: &mut Attempt<M::Error>,
-    ) -> Result<Next<M::Connection>, Error<M::Error>> {
-        let mut orphans = Vec::new();
-        let next = self.decide_locked(queue, attempt, &mut orphans);
-        for member in orphans {
-            self.evict(member, EvictReason::RuntimeGone, Held::Probing);
-        }
-        next
-    }
-
-    #[inline]
-    fn decide_locked(
-        &self,
-        queue: Queue,
-        attempt: &mut Attempt<M::Error>,
-        orphans: &mut Vec<Member<M::Connection>>,
     ) -> Result<Next<M::Connection>, Error<M::Error>> {
         let now = self.clock.now_ms();
         let mut st = self.lock();
@@ -382,25 +376,17 @@ impl<M: Manager> Shared<M> {
         if st.sentinel != Sentinel::Running {
             self.ensure_sentinel(&mut st)?;
         }
-        let epoch = st.epoch;
-        while let Some(taken) = st.take_idle(now, self.validate_after_ms) {
-            let (member, stale) = match taken {
-                Taken::Fresh(member) => (member, false),
-                Taken::Stale(member) => (member, true),
-            };
-            if member.epoch != epoch {
-                // Claimed as for a probe, evicted outside the lock.
-                if !stale {
+        if let Some(taken) = st.take_idle(now, self.validate_after_ms) {
+            return Ok(match taken {
+                Taken::Fresh(member) if member.epoch == st.epoch => Next::Fresh(member),
+                Taken::Stale(member) if member.epoch == st.epoch => Next::Stale(member),
+                Taken::Fresh(member) => {
+                    // Claimed as for a probe instead: no caller gets it.
                     st.release(Held::Lending);
                     st.hold(Held::Probing);
+                    Next::Orphan(member)
                 }
-                orphans.push(member);
-                continue;
-            }
-            return Ok(if stale {
-                Next::Stale(member)
-            } else {
-                Next::Fresh(member)
+                Taken::Stale(member) => Next::Orphan(member),
             });
         }
         if st.reserve(self.config.max_size) {

@@ -120,6 +120,7 @@ impl<C> State<C> {
 
     /// Queues a caller. One that was already served a member that failed its
     /// check goes back to the front: it has waited longest.
+    #[inline]
     pub(crate) fn enqueue(
         &mut self,
         front: bool,
@@ -206,21 +207,25 @@ impl<C> State<C> {
     #[must_use = "a member handed back must be dropped outside the lock"]
     pub(super) fn dispatch(&mut self, mut grant: Grant<C>, end: End) -> Option<Member<C>> {
         if !self.closed {
-            let mut i = 0;
-            while i < self.waiters.len() {
-                let is_member = matches!(grant, Grant::Member(_));
-                if !is_member && !self.waiters[i].takes_capacity {
-                    i += 1;
-                    continue;
-                }
-                let Some(waiter) = self.waiters.remove(i) else {
-                    break;
-                };
-                let to = if is_member {
-                    Held::Lending
+            // A member goes to the oldest waiter, whoever it is: the common
+            // case, popped from the front. A place goes to the oldest waiter
+            // that may connect with it: a scan, but a rare one.
+            let is_member = matches!(grant, Grant::Member(_));
+            let to = if is_member {
+                Held::Lending
+            } else {
+                Held::Connecting
+            };
+            loop {
+                let waiter = if is_member {
+                    self.waiters.pop_front()
                 } else {
-                    Held::Connecting
+                    match self.waiters.iter().position(|w| w.takes_capacity) {
+                        Some(i) => self.waiters.remove(i),
+                        None => None,
+                    }
                 };
+                let Some(waiter) = waiter else { break };
                 self.hold(to);
                 match waiter.tx.send(grant) {
                     Ok(()) => return None,

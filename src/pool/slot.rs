@@ -82,6 +82,7 @@ pub(crate) enum Taken<C> {
 }
 
 impl<C> State<C> {
+    #[inline]
     pub(super) fn gauge(&mut self, held: Held) -> &mut usize {
         match held {
             Held::Caller | Held::Lending => &mut self.ledger.in_use,
@@ -93,6 +94,7 @@ impl<C> State<C> {
 
     /// Moves one place out of `from`'s count. Only for use inside a
     /// transition: the place must be put somewhere before it ends.
+    #[inline]
     pub(super) fn release(&mut self, from: Held) {
         let gauge = self.gauge(from);
         debug_assert!(*gauge > 0, "released a place {from:?} did not hold");
@@ -103,6 +105,7 @@ impl<C> State<C> {
     }
 
     /// Counts one more place for `to`. Lending counts a checkout.
+    #[inline]
     pub(super) fn hold(&mut self, to: Held) {
         *self.gauge(to) += 1;
         if to == Held::Lending {
@@ -123,6 +126,7 @@ impl<C> State<C> {
 
     /// Pops the member the idle order says is next: lent if fresh, claimed
     /// for a probe if idle for `validate_after_ms` or longer.
+    #[inline]
     pub(crate) fn take_idle(&mut self, now_ms: u64, validate_after_ms: u64) -> Option<Taken<C>> {
         let member = self.pop_idle()?;
         Some(if member.idle_for(now_ms) >= validate_after_ms {
@@ -160,6 +164,7 @@ impl<C> State<C> {
     /// A healthy member goes to the oldest waiter, else the idle set. On a
     /// closed pool it is handed back, to be dropped outside the lock.
     #[must_use = "a member handed back must be dropped outside the lock"]
+    #[inline]
     pub(crate) fn give_back(
         &mut self,
         member: Member<C>,
