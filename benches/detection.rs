@@ -4,7 +4,7 @@
 //! Each trial is its own server, fault proxy and pool (the rig of the fault
 //! tests), so trials run side by side; each injects its fault at a random
 //! moment of the heartbeat cycle. Fault 12 (kernel keepalive alone) needs root
-//! and iproute2 + iptables; without them its row says why it did not run.
+//! and iproute2; without them its row says why it did not run.
 //!
 //! `cargo bench --bench detection`; the table is printed and written to
 //! `target/detection-summary.md`.
@@ -129,7 +129,7 @@ async fn all_rows() -> Vec<Row> {
             KEEPALIVE.retries,
             USER_TIMEOUT.as_secs()
         ),
-        how: "netns: iptables DROP in and out, one idle member per pool",
+        how: "netns: blackhole route for every reply, one idle member per pool",
         outcome,
         misses: Vec::new(),
     });

@@ -80,6 +80,10 @@ pub mod protocol;
 pub mod tcp;
 #[cfg(feature = "testing")]
 pub mod testing;
+// The fuzz targets' bodies, shared by `fuzz/` and `tests/fuzz_regressions.rs`.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use manager::{Closing, Condition, Manager, Role};
 pub use pool::{

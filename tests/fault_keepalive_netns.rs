@@ -3,9 +3,10 @@
 //! answer ever reaches us. Only `SO_KEEPALIVE` (for an idle member) and
 //! `TCP_USER_TIMEOUT` (for a member with a request in flight) can tell.
 //!
-//! Needs root and iproute2 + iptables (`.ci/run` installs them). If the
-//! namespace cannot be made the test fails and says why: a silent skip would
-//! hide that the kernel layer went untested.
+//! Needs root and iproute2 (`ip`) only: the packets are swallowed by a
+//! blackhole route inside the namespace. If the namespace cannot be made the
+//! test fails and says why: a silent skip would hide that the kernel layer
+//! went untested.
 
 mod fault_support;
 
@@ -33,7 +34,7 @@ async fn f12_kernel_keepalive_and_user_timeout_find_a_vanished_peer_without_hear
     let mut ns = Netns::create().unwrap_or_else(|why| {
         panic!(
             "cannot build the network namespace this test needs: {why}\n\
-             (it must run as root with iproute2 and iptables installed; .ci/run installs them)"
+             (it must run as root with iproute2 installed; .ci/run installs it if missing)"
         )
     });
     let ns_name = ns.name.clone();

@@ -174,9 +174,7 @@ fn caller_outcome(facts: &Facts) -> String {
         "The slowest request took {}",
         delay(facts.slowest)
     ));
-    if let Some(lifted) = facts.lifted
-        && let Some((a, b)) = facts.stall
-    {
+    if let (Some(lifted), Some((a, b))) = (facts.lifted, facts.stall) {
         if b >= lifted {
             text.push_str(&format!(
                 "; requests completed again {} after the fault was lifted",

@@ -220,13 +220,16 @@ impl Report {
             status.connecting,
             status.waiters
         );
-        if status.size < self.pool_size
-            && let Some(i) = faults.iter().rposition(|f| {
+        let still_backing_off = if status.size < self.pool_size {
+            faults.iter().rposition(|f| {
                 f.facts
                     .as_ref()
                     .is_some_and(|facts| facts.refill_retry_in.is_some())
             })
-        {
+        } else {
+            None
+        };
+        if let Some(i) = still_backing_off {
             let _ = writeln!(
                 out,
                 "  (below min_idle {}: the sentinel's refill is still backing off after the connects \

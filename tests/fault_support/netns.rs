@@ -145,11 +145,20 @@ impl Netns {
         }
     }
 
-    /// Drops every packet in and out of the namespace: a peer that vanished
-    /// without a FIN or RST.
+    /// Makes the namespace's peer vanish without a FIN or RST: a blackhole
+    /// route inside the namespace swallows everything it would send back to
+    /// us (ACKs, replies, keepalive answers, RSTs), so nothing ever reaches
+    /// this side again.
+    ///
+    /// Only `ip` (iproute2) is needed; no firewall tool, no qdisc module
+    /// (`netem` is often missing). The route lives in the namespace, so our own
+    /// sends still leave normally: our kernel sees no local error, just a peer
+    /// that stopped answering, which is what keepalive and `TCP_USER_TIMEOUT`
+    /// exist to find. ARP is not routed, so the neighbour entry stays valid and
+    /// the error our sockets end with is `ETIMEDOUT`, not `EHOSTUNREACH`.
     pub fn drop_all_packets(&self) -> Result<(), String> {
-        self.exec("iptables", &["-w", "-A", "INPUT", "-j", "DROP"])?;
-        self.exec("iptables", &["-w", "-A", "OUTPUT", "-j", "DROP"])
+        let us = format!("{}/32", self.host_ip);
+        self.exec("ip", &["route", "add", "blackhole", &us])
     }
 
     /// Whether the namespace is still listed by `ip netns`.
