@@ -77,8 +77,6 @@ pub mod adapters;
 #[cfg(feature = "serde")]
 pub mod config_file;
 pub mod manager;
-#[cfg(feature = "metrics")]
-pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod tcp;
