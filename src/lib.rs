@@ -74,6 +74,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapters;
+#[cfg(feature = "serde")]
+pub mod config_file;
 pub mod manager;
 pub mod pool;
 pub mod protocol;
