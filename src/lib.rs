@@ -89,8 +89,9 @@ pub mod fuzzing;
 
 pub use manager::{Closing, Condition, Manager, Role};
 pub use pool::{
-    BuildError, Builder, Cause, Config, Counters, Error, EvictReason, Evictions, IdleOrder, Phase,
-    Pool, Pooled, PooledOwned, ProbeRtt, Status,
+    BuildError, Builder, Cause, Config, Counters, DrainReport, Error, EvictReason, Evictions, Hook,
+    HookError, HookFailure, HookFuture, Hooks, HooksFor, IdleOrder, MemberInfo, NoHooks, Phase,
+    Pool, Pooled, PooledOwned, ProbeRtt, Status, Verdict,
 };
 
 /// The README's examples, compiled and run as doc tests so they cannot rot.

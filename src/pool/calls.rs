@@ -64,7 +64,7 @@ pub(crate) struct Outage {
 
 /// Runs `work` until the earlier of `limit` from now and `deadline`,
 /// turning a timeout or a panic into a [`Failure`].
-async fn bounded<T, E>(
+pub(crate) async fn bounded<T, E>(
     limit: Duration,
     deadline: Option<Instant>,
     work: impl std::future::Future<Output = Result<T, E>>,

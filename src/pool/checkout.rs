@@ -19,8 +19,10 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::admission::Refused;
 use super::calls::Failure;
 use super::error::{Cause, Error, Phase};
+use super::hooks::{Hook, Verdict};
 use super::idle::{End, Grant, Sentinel};
 use super::member::Member;
 use super::pooled::{Home, Pooled};
@@ -193,8 +195,19 @@ impl<M: Manager> Shared<M> {
         let mut attempt = Attempt::new();
         match self.decide(queue, &mut attempt) {
             Err(e) => Fast::Fail(e),
+            // A `before_acquire` hook awaits: the slow path runs it.
+            Ok(Next::Fresh(member)) if self.hooks.before_acquire.is_some() => {
+                Fast::Slow(Some(Next::Fresh(member)), attempt)
+            }
             Ok(Next::Fresh(member)) => match self.hand_out(lender, member, Held::Lending) {
-                Step::Done(pooled) => Fast::Done(pooled),
+                Step::Done(pooled) => {
+                    // Nothing failed on the way, so the attempt holds no
+                    // cause: skipping its drop glue (out of line since
+                    // `Cause` has hook failures) saves the fast path a call.
+                    debug_assert!(attempt.cause.is_none());
+                    std::mem::forget(attempt);
+                    Fast::Done(pooled)
+                }
                 Step::Fail(e) => Fast::Fail(e),
                 Step::Retry | Step::BackOff => {
                     attempt.retried = true;
@@ -219,6 +232,10 @@ impl<M: Manager> Shared<M> {
         deadline: Deadline,
     ) -> Waited<'p, M> {
         match received {
+            Ok(Grant::Member(member)) if self.hooks.before_acquire.is_some() => Waited::Slow(
+                Some(Next::Fresh(member)),
+                Attempt::after_wait(deadline, false),
+            ),
             Ok(Grant::Member(member)) => match self.hand_out(lender, member, Held::Lending) {
                 Step::Done(pooled) => Waited::Done(pooled),
                 Step::Fail(e) => Waited::Fail(e),
@@ -249,7 +266,7 @@ impl<M: Manager> Shared<M> {
                 None => self.decide(queue, &mut attempt)?,
             };
             let step = match step {
-                Next::Fresh(member) => self.hand_out(lender, member, Held::Lending),
+                Next::Fresh(member) => self.acquire(lender, member, &mut attempt).await,
                 Next::Stale(member) => self.probe_then_hand_out(lender, member, &mut attempt).await,
                 Next::Connect => self.connect_for_caller(lender, &mut attempt).await,
                 Next::Orphan(member) => {
@@ -278,6 +295,7 @@ impl<M: Manager> Shared<M> {
             if Instant::now() >= attempt.deadline(self).at {
                 let phase = match attempt.cause {
                     Some(Cause::Probe(_) | Cause::ProbeTimedOut(_)) => Phase::Probing,
+                    Some(Cause::Hook { hook, .. }) => Phase::Hook(hook),
                     _ => Phase::Connecting,
                 };
                 return Err(self.timed_out(phase, attempt.cause.take()));
@@ -301,7 +319,7 @@ impl<M: Manager> Shared<M> {
             () = tokio::time::sleep_until(deadline) => Ok(Grant::TimedOut),
         };
         match received {
-            Ok(Grant::Member(member)) => self.hand_out(lender, member, Held::Lending),
+            Ok(Grant::Member(member)) => self.acquire(lender, member, attempt).await,
             Ok(Grant::Capacity) => self.connect_for_caller(lender, attempt).await,
             Ok(Grant::TimedOut) => Step::Fail(self.timed_out(Phase::Waiting, attempt.cause.take())),
             Ok(Grant::Recheck) => Step::Retry,
@@ -340,7 +358,7 @@ impl<M: Manager> Shared<M> {
                 .then(|| Err(self.timed_out(Phase::Connecting, attempt.cause.take()))),
         };
         match received {
-            Ok(Grant::Member(member)) => match self.hand_out(lender, member, Held::Lending) {
+            Ok(Grant::Member(member)) => match self.acquire(lender, member, attempt).await {
                 Step::Done(pooled) => Some(Ok(pooled)),
                 Step::Fail(e) => Some(Err(e)),
                 Step::Retry | Step::BackOff => None,
@@ -389,7 +407,7 @@ impl<M: Manager> Shared<M> {
                 Taken::Stale(member) => Next::Orphan(member),
             });
         }
-        if st.reserve(self.config.max_size) {
+        if st.reserve() {
             return Ok(Next::Connect);
         }
         if queue == Queue::Never {
@@ -411,17 +429,80 @@ impl<M: Manager> Shared<M> {
         mut member: Member<M::Connection>,
         from: Held,
     ) -> Step<'p, M> {
-        match self.check(&mut member.conn) {
-            Condition::Ready => Step::Done(Pooled::new(lender.home(), member)),
-            Condition::Draining => {
-                self.evict(member, EvictReason::Drained, from);
-                Step::Retry
-            }
-            Condition::Dirty | Condition::Broken => {
-                self.evict(member, EvictReason::BrokenOnCheckout, from);
+        match self.unfit(&mut member) {
+            None => Step::Done(Pooled::new(lender.home(), member)),
+            Some(reason) => {
+                self.evict(member, reason, from);
                 Step::Retry
             }
         }
+    }
+
+    /// The cheap check at checkout: why the member may not be handed out.
+    #[inline]
+    fn unfit(&self, member: &mut Member<M::Connection>) -> Option<EvictReason> {
+        match self.check(&mut member.conn) {
+            Condition::Ready => None,
+            Condition::Draining => Some(EvictReason::Drained),
+            Condition::Dirty | Condition::Broken => Some(EvictReason::BrokenOnCheckout),
+        }
+    }
+
+    /// A member taken from the pool (idle, or handed over by a caller
+    /// returning it) on the slow path: the cheap check, then
+    /// `before_acquire`.
+    async fn acquire<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
+        mut member: Member<M::Connection>,
+        attempt: &mut Attempt<M::Error>,
+    ) -> Step<'p, M> {
+        match self.unfit(&mut member) {
+            None => self.before_acquire(lender, member, attempt).await,
+            Some(reason) => {
+                self.evict(member, reason, Held::Lending);
+                Step::Retry
+            }
+        }
+    }
+
+    /// Runs `before_acquire` on a member held as lending, if there is such
+    /// a hook, then hands it out. A refusal or a failure evicts it and the
+    /// caller takes the next; a cancelled checkout evicts it too (the hook's
+    /// I/O on it was cut off half way).
+    async fn before_acquire<'p>(
+        &self,
+        lender: impl Lender<'p, M>,
+        mut member: Member<M::Connection>,
+        attempt: &mut Attempt<M::Error>,
+    ) -> Step<'p, M> {
+        let Some(hook) = &self.hooks.before_acquire else {
+            return Step::Done(Pooled::new(lender.home(), member));
+        };
+        let deadline = attempt.deadline(self).at;
+        let id = member.id;
+        let hold = Hold::new(self, Held::Lending, Some((EvictReason::HookFailed, id)));
+        let info = self.member_info(&member);
+        let result = self
+            .run_hook(
+                Hook::BeforeAcquire,
+                id,
+                hook(&mut member.conn, info),
+                Some(deadline),
+            )
+            .await;
+        hold.disarm();
+        let (reason, failure) = match result {
+            Ok(Verdict::Keep) => return Step::Done(Pooled::new(lender.home(), member)),
+            Ok(Verdict::Refuse) => (EvictReason::HookRefused, None),
+            Err(failure) => (EvictReason::HookFailed, Some(failure)),
+        };
+        self.evict(member, reason, Held::Lending);
+        attempt.cause = Some(Cause::Hook {
+            hook: Hook::BeforeAcquire,
+            failure,
+        });
+        Step::Retry
     }
 
     async fn probe_then_hand_out<'p>(
@@ -444,8 +525,8 @@ impl<M: Manager> Shared<M> {
         hold.disarm();
         match result {
             Ok(()) => {
-                self.lock().lend(Held::Probing, self.config.max_size);
-                Step::Done(Pooled::new(lender.home(), member))
+                self.lock().lend(Held::Probing);
+                self.before_acquire(lender, member, attempt).await
             }
             Err(failure) => {
                 self.evict(member, failure.probe_reason(), Held::Probing);
@@ -467,17 +548,10 @@ impl<M: Manager> Shared<M> {
         lender: impl Lender<'p, M>,
         attempt: &mut Attempt<M::Error>,
     ) -> Step<'p, M> {
-        let hold = Hold::new(self, Held::Connecting, None);
         let deadline = attempt.deadline(self).at;
-        match self.connect(Some(deadline)).await {
-            Ok(conn) => {
-                hold.disarm();
-                let member = {
-                    let mut st = self.lock();
-                    let id = st.admit();
-                    st.lend(Held::Connecting, self.config.max_size);
-                    self.new_member(id, st.epoch, conn)
-                };
+        match self.connect_member(Some(deadline)).await {
+            Ok(member) => {
+                self.lock().lend(Held::Probing);
                 // Even a new connection gets the cheap check: a server that
                 // accepts and closes at once must not reach the caller, nor
                 // turn this checkout into a loop of connects.
@@ -489,19 +563,23 @@ impl<M: Manager> Shared<M> {
                     other => other,
                 }
             }
-            Err(failure) => {
-                drop(hold);
-                match failure {
-                    Failure::Permanent(e) => Step::Fail(Error::Permanent(e)),
-                    Failure::DeadlinePassed => {
-                        Step::Fail(self.timed_out(Phase::Connecting, attempt.cause.take()))
-                    }
-                    other => {
-                        attempt.cause = Some(connect_cause(other, self.config.connect_timeout));
-                        Step::BackOff
-                    }
-                }
+            Err(Refused::Hook(failure)) => {
+                attempt.cause = Some(Cause::Hook {
+                    hook: Hook::AfterConnect,
+                    failure: Some(failure),
+                });
+                Step::BackOff
             }
+            Err(Refused::Connect(failure)) => match failure {
+                Failure::Permanent(e) => Step::Fail(Error::Permanent(e)),
+                Failure::DeadlinePassed => {
+                    Step::Fail(self.timed_out(Phase::Connecting, attempt.cause.take()))
+                }
+                other => {
+                    attempt.cause = Some(connect_cause(other, self.config.connect_timeout));
+                    Step::BackOff
+                }
+            },
         }
     }
 
@@ -531,21 +609,21 @@ impl<M: Manager> Shared<M> {
         let orphan = {
             let mut st = self.lock();
             match grant {
-                Grant::Member(member) => {
-                    st.give_back(member, Held::Lending, End::Hot, self.config.max_size)
-                }
+                Grant::Member(member) => st.give_back(member, Held::Lending, End::Hot),
                 Grant::Capacity => {
-                    st.vacate(Held::Connecting, self.config.max_size);
+                    st.vacate(Held::Connecting);
                     None
                 }
                 Grant::TimedOut | Grant::Recheck => None,
             }
         };
-        drop(orphan);
+        if let Some((member, reason)) = orphan {
+            self.evict(member, reason, Held::Lending);
+        }
     }
 }
 
-fn connect_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E> {
+pub(crate) fn connect_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E> {
     match failure {
         Failure::Error(e) | Failure::Permanent(e) => Cause::Connect(e),
         Failure::TimedOut(d) => Cause::ConnectTimedOut(d),

@@ -4,6 +4,8 @@ use std::fmt;
 
 use std::time::Duration;
 
+use super::hooks::{Hook, HookFailure};
+
 /// Why `get` or `try_get` gave no connection.
 ///
 /// The pool retries behind the caller's back (evicting dead members,
@@ -66,6 +68,19 @@ pub enum Error<E> {
     /// it was started on, or the pool was built outside one) and this
     /// checkout is not inside a tokio runtime that could restart it.
     NoBackgroundTask,
+    /// [`Pool::ready`](super::Pool::ready) only: fewer members than it
+    /// waits for were connected when its timeout ran out. The last failure
+    /// (a connect, or an `after_connect` hook) is the `source()`.
+    NotReady {
+        /// Members connected when the timeout ran out.
+        connected: usize,
+        /// Members it waited for: `min_idle`, at least one.
+        wanted: usize,
+        /// The timeout given to `ready`.
+        waited: Duration,
+        /// The last failure seen, if any.
+        cause: Option<Cause<E>>,
+    },
 }
 
 /// What a checkout was doing when its `wait_timeout` ran out.
@@ -78,6 +93,9 @@ pub enum Phase {
     Connecting,
     /// Running the in-band heartbeat on a member idle past `validate_after`.
     Probing,
+    /// Running a hook (`after_connect` on a new member, `before_acquire` on
+    /// an idle one).
+    Hook(Hook),
 }
 
 /// A failure the pool absorbed while trying to hand out a live connection.
@@ -97,6 +115,14 @@ pub enum Cause<E> {
     BrokenAfterConnect,
     /// The manager panicked in `connect` or `heartbeat`; contained.
     ManagerPanicked,
+    /// A hook failed (or refused, for `before_acquire`, every member it
+    /// was shown); the member was evicted.
+    Hook {
+        /// Which hook.
+        hook: Hook,
+        /// How it failed; `None` if it refused.
+        failure: Option<HookFailure>,
+    },
 }
 
 impl<E> Error<E> {
@@ -108,7 +134,7 @@ impl<E> Error<E> {
     /// The last absorbed failure, if the error carries one.
     pub fn cause(&self) -> Option<&Cause<E>> {
         match self {
-            Error::Timeout { cause, .. } => cause.as_ref(),
+            Error::Timeout { cause, .. } | Error::NotReady { cause, .. } => cause.as_ref(),
             _ => None,
         }
     }
@@ -120,6 +146,9 @@ impl fmt::Display for Phase {
             Phase::Waiting => "waiting for a member to be returned",
             Phase::Connecting => "connecting a new member",
             Phase::Probing => "probing an idle member",
+            Phase::Hook(Hook::AfterConnect) => "running the after_connect hook",
+            Phase::Hook(Hook::BeforeAcquire) => "running the before_acquire hook",
+            Phase::Hook(Hook::AfterRelease) => "running the after_release hook",
         })
     }
 }
@@ -137,6 +166,14 @@ impl<E: std::error::Error + 'static> fmt::Display for Cause<E> {
                 f.write_str("a new connection failed the manager's check at once")
             }
             Cause::ManagerPanicked => f.write_str("the manager panicked"),
+            Cause::Hook { hook, failure } => match failure {
+                None => write!(f, "the {hook} hook refused the member"),
+                Some(HookFailure::Error(_)) => write!(f, "the {hook} hook failed"),
+                Some(HookFailure::TimedOut(d)) => {
+                    write!(f, "the {hook} hook timed out after {d:?}")
+                }
+                Some(HookFailure::Panicked) => write!(f, "the {hook} hook panicked"),
+            },
         }
     }
 }
@@ -161,6 +198,18 @@ impl<E: std::error::Error + 'static> fmt::Display for Error<E> {
             Error::NoBackgroundTask => f.write_str(
                 "the pool's background task is not running, and no tokio runtime is here to restart it",
             ),
+            Error::NotReady {
+                connected,
+                wanted,
+                waited,
+                cause,
+            } => {
+                let _ = cause;
+                write!(
+                    f,
+                    "{connected} of {wanted} members connected within {waited:?}"
+                )
+            }
         }
     }
 }
@@ -169,6 +218,10 @@ impl<E: std::error::Error + 'static> std::error::Error for Cause<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Cause::Connect(e) | Cause::Probe(e) => Some(e),
+            Cause::Hook {
+                failure: Some(HookFailure::Error(e)),
+                ..
+            } => Some(&**e),
             _ => None,
         }
     }
@@ -177,7 +230,9 @@ impl<E: std::error::Error + 'static> std::error::Error for Cause<E> {
 impl<E: std::error::Error + 'static> std::error::Error for Error<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Timeout { cause: Some(c), .. } => Some(c),
+            Error::Timeout { cause: Some(c), .. } | Error::NotReady { cause: Some(c), .. } => {
+                Some(c)
+            }
             Error::Permanent(e) => Some(e),
             _ => None,
         }

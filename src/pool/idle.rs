@@ -7,8 +7,10 @@
 //! without jumping the queue.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
 
 use super::config::IdleOrder;
 use super::member::Member;
@@ -50,6 +52,11 @@ pub(crate) struct Waiter<C> {
     /// takes a member the moment one is ready, but a free place would only
     /// have it connect again before its backoff is over.
     takes_capacity: bool,
+    /// When it queued: what `Counters::wait_time` adds up when it is
+    /// answered. Read only by callers that queue, under the lock, so a
+    /// checkout that finds a member reads no clock and the `get()` future
+    /// carries no instant across its wait.
+    queued_at: Instant,
 }
 
 /// Whether the sentinel task is running.
@@ -70,6 +77,17 @@ pub(crate) struct State<C> {
     pub(crate) waiters: VecDeque<Waiter<C>>,
     /// Who holds how many places (see `slot.rs`).
     pub(crate) ledger: Ledger,
+    /// The maximum in force: the configuration's until `resize` changes it.
+    pub(crate) max_size: usize,
+    /// Places the pool may keep: `max_size` while open, zero once closed.
+    /// One comparison on the return path says whether a member coming
+    /// back stays, for both reasons it may not.
+    pub(crate) keep: usize,
+    /// The highest `size` may be: `max_size`, or after a shrink the size at
+    /// that moment, lowered each time a place goes (see `slot.rs`).
+    pub(crate) ceiling: usize,
+    /// Notified when a closed pool's last place goes, for `Pool::drain`.
+    pub(crate) emptied: Arc<Notify>,
     pub(crate) closed: bool,
     pub(crate) sentinel: Sentinel,
     /// Bumped each time the sentinel is (re)started after it ended: members
@@ -83,11 +101,15 @@ pub(crate) struct State<C> {
 }
 
 impl<C> State<C> {
-    pub(crate) fn new(order: IdleOrder) -> Self {
+    pub(crate) fn new(order: IdleOrder, max_size: usize) -> Self {
         State {
             idle: VecDeque::new(),
             waiters: VecDeque::new(),
             ledger: Ledger::default(),
+            max_size,
+            keep: max_size,
+            ceiling: max_size,
+            emptied: Arc::new(Notify::new()),
             closed: false,
             sentinel: Sentinel::NotStarted,
             epoch: 0,
@@ -104,6 +126,15 @@ impl<C> State<C> {
         match self.order {
             IdleOrder::Lifo => self.idle.pop_back(),
             IdleOrder::Fifo => self.idle.pop_front(),
+        }
+    }
+
+    /// Takes the member checkouts would take last: the first to go when
+    /// the pool shrinks.
+    pub(crate) fn pop_cold(&mut self) -> Option<Member<C>> {
+        match self.order {
+            IdleOrder::Lifo => self.idle.pop_front(),
+            IdleOrder::Fifo => self.idle.pop_back(),
         }
     }
 
@@ -137,6 +168,7 @@ impl<C> State<C> {
             tx,
             deadline_ms,
             takes_capacity,
+            queued_at: Instant::now(),
         };
         if front {
             self.waiters.push_front(waiter);
@@ -149,6 +181,13 @@ impl<C> State<C> {
     /// Live waiters, for `status()`.
     pub(crate) fn waiting(&self) -> usize {
         self.waiters.iter().filter(|w| !w.tx.is_closed()).count()
+    }
+
+    /// Whether a live queued caller would connect with a free place.
+    pub(crate) fn has_capacity_waiter(&self) -> bool {
+        self.waiters
+            .iter()
+            .any(|w| w.takes_capacity && !w.tx.is_closed())
     }
 
     /// For the ledger's debug check: any queued caller still waiting.
@@ -169,14 +208,14 @@ impl<C> State<C> {
             .partition(|w| !w.takes_capacity);
         self.waiters = queued;
         for waiter in backing_off {
-            let _ = waiter.tx.send(Grant::Recheck);
+            self.answer(waiter, Grant::Recheck);
         }
     }
 
     /// Sends every waiter `grant_of()`, emptying the queue.
     pub(crate) fn wake_all(&mut self, grant_of: impl Fn() -> Grant<C>) {
         for waiter in std::mem::take(&mut self.waiters) {
-            let _ = waiter.tx.send(grant_of());
+            self.answer(waiter, grant_of());
         }
     }
 
@@ -192,10 +231,34 @@ impl<C> State<C> {
             };
             if waiter.deadline_ms <= now_ms {
                 // A cancelled waiter's closed channel refuses it: nothing to undo.
-                let _ = waiter.tx.send(Grant::TimedOut);
+                self.answer(waiter, Grant::TimedOut);
             } else {
                 self.waiters.push_back(waiter);
             }
+        }
+    }
+
+    /// Sends a grant that carries no member or place; a waiter that
+    /// received it stops waiting, and its wait is counted.
+    fn answer(&mut self, waiter: Waiter<C>, grant: Grant<C>) {
+        let queued_at = waiter.queued_at;
+        if waiter.tx.send(grant).is_ok() {
+            self.add_wait(queued_at);
+        }
+    }
+
+    fn add_wait(&mut self, queued_at: Instant) {
+        let waited = queued_at.elapsed();
+        self.counters.wait_time = self.counters.wait_time.saturating_add(waited);
+    }
+
+    /// One place fewer. The ceiling follows `size` down to `max_size`, and a
+    /// closed pool that has no place left tells `drain`.
+    fn shrink(&mut self) {
+        self.ledger.size -= 1;
+        self.ceiling = self.ledger.size.max(self.max_size);
+        if self.closed && self.ledger.size == 0 {
+            self.emptied.notify_waiters();
         }
     }
 
@@ -206,11 +269,12 @@ impl<C> State<C> {
     /// call it, with the place already released from its last holder.
     #[must_use = "a member handed back must be dropped outside the lock"]
     pub(super) fn dispatch(&mut self, mut grant: Grant<C>, end: End) -> Option<Member<C>> {
-        if !self.closed {
+        let is_member = matches!(grant, Grant::Member(_));
+        // Above a `max_size` lowered by `resize`, a freed place is given up.
+        if !self.closed && (is_member || self.ledger.size <= self.max_size) {
             // A member goes to the oldest waiter, whoever it is: the common
             // case, popped from the front. A place goes to the oldest waiter
             // that may connect with it: a scan, but a rare one.
-            let is_member = matches!(grant, Grant::Member(_));
             let to = if is_member {
                 Held::Lending
             } else {
@@ -227,8 +291,12 @@ impl<C> State<C> {
                 };
                 let Some(waiter) = waiter else { break };
                 self.hold(to);
+                let queued_at = waiter.queued_at;
                 match waiter.tx.send(grant) {
-                    Ok(()) => return None,
+                    Ok(()) => {
+                        self.add_wait(queued_at);
+                        return None;
+                    }
                     Err(back) => {
                         // That waiter was cancelled: undo and try the next.
                         grant = back;
@@ -243,12 +311,12 @@ impl<C> State<C> {
                 None
             }
             Grant::Member(member) => {
-                self.ledger.size -= 1;
+                self.shrink();
                 self.counters.evicted.add(EvictReason::Closed);
                 Some(member)
             }
             Grant::Capacity => {
-                self.ledger.size -= 1;
+                self.shrink();
                 None
             }
             Grant::TimedOut | Grant::Recheck => None,

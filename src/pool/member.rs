@@ -16,6 +16,11 @@ pub(crate) type Member<C> = Box<MemberData<C>>;
 pub(crate) struct MemberData<C> {
     pub(crate) conn: C,
     pub(crate) id: u64,
+    /// When it connected: what a hook's `MemberInfo::age` measures.
+    pub(crate) created_ms: u64,
+    /// Times a caller returned it healthy (counted on return, next to
+    /// `last_used_ms`, so checkout pays nothing for it).
+    pub(crate) uses: u64,
     /// When the member retires (`max_lifetime` with jitter); `u64::MAX` if never.
     pub(crate) retire_at_ms: u64,
     /// Last time a caller returned it healthy: what `idle_timeout` measures.

@@ -6,19 +6,32 @@
 //! timestamps), `slot` (the ledger: who holds each place, and the named
 //! transitions), `idle` (the idle set and the fair waiter queue), `shared`
 //! (the moves between owners, under one lock), `calls` (the one probe path
-//! and the one connect path), `checkout` (the `get` path), `pooled` (the
-//! guard and the return path), `sentinel` (the background task), `status`
-//! (snapshot and counters), `clock` (the coarse clock), `time` (arithmetic
-//! that cannot overflow).
+//! and the one connect path), `admission` (connect, `after_connect`, admit),
+//! `hooks` (the hook types and how one runs), `checkout` (the `get` path),
+//! `pooled` (the guard and the return path), `returning` (the return path
+//! through `after_release`), `sentinel` (the background task), `drain` and
+//! `ready` (stopping and starting a service), `status` (snapshot and
+//! counters), `clock` (the coarse clock), `time` (arithmetic that cannot
+//! overflow).
+//!
+//! Run time changes: [`Pool::resize`] (grow at once, shrink without taking
+//! a member from a caller), [`Pool::drain`] (stop lending, wait for borrowed
+//! members up to a deadline, report what was left), [`Pool::ready`] (wait
+//! for `min_idle` members at startup, failing fast on a permanent error).
 
+mod admission;
 mod calls;
 mod checkout;
 mod clock;
 mod config;
+mod drain;
 mod error;
+mod hooks;
 mod idle;
 mod member;
 mod pooled;
+mod ready;
+mod returning;
 mod sentinel;
 mod shared;
 mod slot;
@@ -33,7 +46,11 @@ use std::time::Duration;
 use tracing::Instrument;
 
 pub use config::{BuildError, Config, IdleOrder, MAX_POOL_SIZE};
+pub use drain::DrainReport;
 pub use error::{Cause, Error, Phase};
+pub use hooks::{
+    Hook, HookError, HookFailure, HookFuture, Hooks, HooksFor, MemberInfo, NoHooks, Verdict,
+};
 pub use pooled::{Pooled, PooledOwned};
 pub use status::{Counters, EvictReason, Evictions, ProbeRtt, Status};
 
@@ -125,8 +142,20 @@ impl<M: Manager> Pool<M> {
     /// checkout from another runtime starts it again there: a pool kept in
     /// a `static` across `#[tokio::test]` runtimes keeps working.
     pub fn new(manager: M, config: Config) -> Result<Self, BuildError> {
+        Self::with_hooks(manager, config, Hooks::none(), hooks::DEFAULT_HOOK_TIMEOUT)
+    }
+
+    fn with_hooks(
+        manager: M,
+        config: Config,
+        hooks: Hooks<M::Connection>,
+        hook_timeout: Duration,
+    ) -> Result<Self, BuildError> {
         config.validate()?;
-        let shared = Shared::new(manager, config);
+        if hook_timeout.is_zero() {
+            return Err(BuildError::ZeroDuration("hook_timeout"));
+        }
+        let shared = Shared::new(manager, config, hooks, hook_timeout);
         shared.clock.refresh();
         if tokio::runtime::Handle::try_current().is_ok() {
             let mut st = shared.lock();
@@ -264,6 +293,113 @@ impl<M: Manager> Pool<M> {
         self.shared().close();
     }
 
+    /// Changes `max_size` while the pool runs, validated as at build
+    /// (between 1 and [`MAX_POOL_SIZE`], not below `min_idle`).
+    ///
+    /// Growing takes effect at once: callers queued for a member get the
+    /// new places and connect. Shrinking closes idle members first, and
+    /// never takes a member from a caller: members returned while the pool
+    /// is still above the new maximum are closed (counted as
+    /// [`EvictReason::Resized`]), and no place is handed on until it is
+    /// within. [`Status::max_size`] reports the maximum in force;
+    /// [`config`](Self::config) keeps the one built with.
+    ///
+    /// ```
+    /// # use livepool::{Manager, Pool};
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> std::io::Result<()> { Ok(()) }
+    /// #     async fn heartbeat(&self, _: &mut ()) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = Pool::builder().max_size(4).build(M)?;
+    /// let (a, b) = (pool.get().await?, pool.get().await?);
+    /// pool.resize(1)?; // both stay with their callers
+    /// assert_eq!(pool.status().in_use, 2);
+    /// drop(a); // closed: the pool is above its new maximum
+    /// drop(b); // kept: the pool is within it again
+    /// assert_eq!((pool.status().size, pool.status().idle), (1, 1));
+    /// assert!(pool.resize(0).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn resize(&self, max_size: usize) -> Result<(), BuildError> {
+        let mut config = self.config().clone();
+        config.max_size = max_size;
+        config.validate()?;
+        self.shared().resize(max_size);
+        Ok(())
+    }
+
+    /// Stops the pool gracefully: lending stops at once (checkouts, queued
+    /// or new, fail with [`Error::Closed`]), idle members are closed at
+    /// once, and `drain` waits up to `within` for borrowed members to come
+    /// back (each is closed on return) and for close work to end. The
+    /// report says what was still out when it returned; a member returned
+    /// later is closed then. [`close`](Self::close) is the same without the
+    /// wait.
+    ///
+    /// ```
+    /// # use livepool::{Manager, Pool};
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> std::io::Result<()> { Ok(()) }
+    /// #     async fn heartbeat(&self, _: &mut ()) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::builder().build(M)?;
+    /// let conn = pool.get_owned().await?;
+    /// let request = tokio::spawn(async move {
+    ///     tokio::time::sleep(Duration::from_millis(10)).await; // finishing a request
+    ///     drop(conn);
+    /// });
+    /// let report = pool.drain(Duration::from_secs(5)).await;
+    /// assert!(report.is_complete(), "{report:?}");
+    /// assert!(pool.get().await.is_err()); // lending has stopped
+    /// # request.await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn drain(&self, within: Duration) -> DrainReport {
+        self.shared().drain(within).await
+    }
+
+    /// Waits until `min_idle` members (at least one) are connected, within
+    /// `timeout`, connecting them itself: for a service to refuse to start
+    /// against a dead backend. Fails at once with [`Error::Permanent`] on a
+    /// connect error the manager calls permanent (a wrong password); when
+    /// `timeout` passes, with [`Error::NotReady`], whose `source()` is the
+    /// last failure (a connect error or timeout, or a failed
+    /// `after_connect` hook).
+    ///
+    /// ```
+    /// # use livepool::{Manager, Pool};
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> std::io::Result<()> { Ok(()) }
+    /// #     async fn heartbeat(&self, _: &mut ()) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    ///
+    /// let pool = Pool::builder().max_size(8).min_idle(3).build(M)?;
+    /// pool.ready(Duration::from_secs(10)).await?; // or refuse to start
+    /// assert!(pool.status().idle >= 3);
+    /// # Ok(()) }
+    /// ```
+    pub async fn ready(&self, timeout: Duration) -> Result<(), Error<M::Error>> {
+        self.shared().ready(timeout).await
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         self.shared().is_closed()
@@ -285,9 +421,61 @@ type SlowCheckout<'a, 'p, M> =
     Pin<Box<dyn Future<Output = Result<Pooled<'p, M>, Error<<M as Manager>::Error>>> + Send + 'a>>;
 
 /// Sets a pool up; every setting has a default (see [`Config`]).
-#[derive(Debug, Clone, Default)]
-pub struct Builder {
+///
+/// Hooks are async closures given to [`after_connect`](Builder::after_connect),
+/// [`before_acquire`](Builder::before_acquire) and
+/// [`after_release`](Builder::after_release) (why closures and not a
+/// trait: see the `hooks` module). The first hook names the connection
+/// type; from then on the builder is a `Builder<Hooks<C>>`, which builds
+/// only a pool of connections of that type.
+///
+/// ```
+/// # use livepool::{Manager, Pool};
+/// # struct Session { search_path: String }
+/// # struct Db;
+/// # impl Manager for Db {
+/// #     type Connection = Session;
+/// #     type Error = std::io::Error;
+/// #     async fn connect(&self) -> std::io::Result<Session> { Ok(Session { search_path: String::new() }) }
+/// #     async fn heartbeat(&self, _: &mut Session) -> std::io::Result<()> { Ok(()) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use livepool::Verdict;
+///
+/// let pool = Pool::builder()
+///     .max_size(8)
+///     .hook_timeout(Duration::from_secs(2))
+///     .after_connect(|conn: &mut Session, _meta| {
+///         Box::pin(async move {
+///             conn.search_path = "app".into(); // `SET search_path TO app`, say
+///             Ok(())
+///         })
+///     })
+///     .before_acquire(|_conn, meta| {
+///         // Refuse members used a thousand times: evicted, the next one is taken.
+///         Box::pin(async move { Ok(if meta.uses < 1000 { Verdict::Keep } else { Verdict::Refuse }) })
+///     })
+///     .build(Db)?;
+/// assert_eq!(pool.get().await?.search_path, "app");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder<H = NoHooks> {
     config: Config,
+    hooks: H,
+    hook_timeout: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            config: Config::default(),
+            hooks: NoHooks,
+            hook_timeout: hooks::DEFAULT_HOOK_TIMEOUT,
+        }
+    }
 }
 
 macro_rules! setters {
@@ -302,7 +490,7 @@ macro_rules! setters {
     };
 }
 
-impl Builder {
+impl<H> Builder<H> {
     setters! {
         /// Members plus connects in progress never exceed this (default 10).
         max_size: usize;
@@ -361,9 +549,100 @@ impl Builder {
         &self.config
     }
 
+    /// Bound on one run of any hook (default 5 s). A hook that takes longer
+    /// fails with [`HookFailure::TimedOut`] and its member is evicted.
+    pub fn hook_timeout(mut self, timeout: Duration) -> Self {
+        self.hook_timeout = timeout;
+        self
+    }
+
     /// Checks the configuration and builds the pool; see [`Pool::new`].
-    pub fn build<M: Manager>(self, manager: M) -> Result<Pool<M>, BuildError> {
-        Pool::new(manager, self.config)
+    pub fn build<M: Manager>(self, manager: M) -> Result<Pool<M>, BuildError>
+    where
+        H: HooksFor<M::Connection>,
+    {
+        Pool::with_hooks(
+            manager,
+            self.config,
+            self.hooks.into_hooks(),
+            self.hook_timeout,
+        )
+    }
+
+    fn with<C>(self, hooks: Hooks<C>) -> Builder<Hooks<C>> {
+        Builder {
+            config: self.config,
+            hooks,
+            hook_timeout: self.hook_timeout,
+        }
+    }
+}
+
+/// The first hook: it names the connection type (`|conn: &mut MyConn, meta|`).
+impl Builder<NoHooks> {
+    /// Runs `hook` on every new member before it is admitted (a checkout's
+    /// connect, the background refill, [`Pool::ready`]). An error, a panic
+    /// or `hook_timeout` passing closes the connection, counted as
+    /// [`EvictReason::HookFailed`]; the checkout backs off and connects
+    /// again within its `wait_timeout`, and fails with a
+    /// [`Cause::Hook`] if time runs out.
+    pub fn after_connect<C, F>(self, hook: F) -> Builder<Hooks<C>>
+    where
+        F: for<'c> Fn(&'c mut C, MemberInfo) -> HookFuture<'c, ()> + Send + Sync + 'static,
+    {
+        self.with(Hooks::none()).after_connect(hook)
+    }
+
+    /// Runs `hook` on a member taken from the pool before a caller gets it
+    /// (not on one just connected: `after_connect` ran on that).
+    /// [`Verdict::Refuse`], an error, a panic or a timeout evicts the
+    /// member and the checkout takes the next.
+    pub fn before_acquire<C, F>(self, hook: F) -> Builder<Hooks<C>>
+    where
+        F: for<'c> Fn(&'c mut C, MemberInfo) -> HookFuture<'c, Verdict> + Send + Sync + 'static,
+    {
+        self.with(Hooks::none()).before_acquire(hook)
+    }
+
+    /// Runs `hook` on a member a caller returned healthy, before it goes
+    /// back, in a short task (the guard's `Drop` cannot await), the member
+    /// counted as `returning` meanwhile. [`Verdict::Refuse`], an error, a
+    /// panic or a timeout evicts it.
+    pub fn after_release<C, F>(self, hook: F) -> Builder<Hooks<C>>
+    where
+        F: for<'c> Fn(&'c mut C, MemberInfo) -> HookFuture<'c, Verdict> + Send + Sync + 'static,
+    {
+        self.with(Hooks::none()).after_release(hook)
+    }
+}
+
+/// Further hooks, for the connection type the first one named.
+impl<C> Builder<Hooks<C>> {
+    /// See [`Builder::after_connect`](Builder#method.after_connect).
+    pub fn after_connect<F>(mut self, hook: F) -> Self
+    where
+        F: for<'c> Fn(&'c mut C, MemberInfo) -> HookFuture<'c, ()> + Send + Sync + 'static,
+    {
+        self.hooks.set_after_connect(hook);
+        self
+    }
+
+    /// See [`Builder::before_acquire`](Builder#method.before_acquire).
+    pub fn before_acquire<F>(mut self, hook: F) -> Self
+    where
+        F: for<'c> Fn(&'c mut C, MemberInfo) -> HookFuture<'c, Verdict> + Send + Sync + 'static,
+    {
+        self.hooks.set_before_acquire(hook);
+        self
+    }
+
+    /// See [`Builder::after_release`](Builder#method.after_release).
+    pub fn after_release<F>(mut self, hook: F) -> Self
+    where
+        F: for<'c> Fn(&'c mut C, MemberInfo) -> HookFuture<'c, Verdict> + Send + Sync + 'static,
+    {
+        self.hooks.set_after_release(hook);
+        self
     }
 }
 

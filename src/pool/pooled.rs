@@ -95,12 +95,7 @@ impl<'a, M: Manager> Pooled<'a, M> {
         let member = this.take_member();
         super::shared::log_eviction(&this.shared.config.name, member.id, EvictReason::Detached);
         let mut st = this.shared.lock();
-        st.evict(
-            Held::Caller,
-            EvictReason::Detached,
-            false,
-            this.shared.config.max_size,
-        );
+        st.evict(Held::Caller, EvictReason::Detached, false);
         drop(st);
         member.conn
     }
@@ -179,7 +174,12 @@ impl<M: Manager> Drop for Pooled<'_, M> {
             None => {
                 member.last_used_ms = now;
                 member.last_ok_ms = now;
-                shared.put_back(member, Held::Caller, End::Hot);
+                member.uses = member.uses.wrapping_add(1);
+                if shared.hooks.after_release.is_some() {
+                    super::returning::after_release(shared, member);
+                } else {
+                    shared.put_back(member, Held::Caller, End::Hot);
+                }
             }
         }
     }

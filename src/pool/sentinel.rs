@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::admission::Refused;
 use super::calls::Failure;
 use super::idle::{End, State};
 use super::member::Member;
@@ -48,7 +49,7 @@ enum Done<C, E> {
         member: Member<C>,
         result: Result<(), Failure<E>>,
     },
-    Connect(Result<C, Failure<E>>),
+    Connect(Result<Member<C>, Refused<E>>),
 }
 
 /// What the sentinel holds between ticks. Dropped with the sentinel (its
@@ -189,12 +190,8 @@ async fn run_job<M: Manager>(
             hold.disarm();
             Done::Probe { member, result }
         }
-        Job::Connect => {
-            let hold = Hold::new(&shared, Held::Connecting, None);
-            let result = shared.connect(None).await;
-            hold.disarm();
-            Done::Connect(result)
-        }
+        // Its place is held inside, until the member is admitted.
+        Job::Connect => Done::Connect(shared.connect_member(None).await),
     }
 }
 
@@ -302,7 +299,7 @@ impl<M: Manager> Shared<M> {
                 work.scratch = kept;
             }
             self.reserve_refills(&mut st, work);
-            st.assert_invariants(self.config.max_size);
+            st.assert_invariants();
         }
         for (member, reason) in removed {
             self.evict(member, reason, Held::Probing);
@@ -320,7 +317,7 @@ impl<M: Manager> Shared<M> {
             return;
         }
         for _ in 0..want.min(room) {
-            if !st.reserve(self.config.max_size) {
+            if !st.reserve() {
                 break;
             }
             work.refills_due += 1;
@@ -356,30 +353,23 @@ impl<M: Manager> Shared<M> {
                     work.suspects.push((member, retry_at));
                 }
             }
-            Done::Connect(Ok(conn)) => {
+            Done::Connect(Ok(member)) => {
                 work.refills_in_flight -= 1;
                 work.refill_backoff = self.config.refill_backoff_min;
-                let orphan = {
-                    let mut st = self.lock();
-                    let id = st.admit();
-                    let member = self.new_member(id, st.epoch, conn);
-                    let orphan =
-                        st.give_back(member, Held::Connecting, End::Hot, self.config.max_size);
-                    if !st.closed {
-                        self.reserve_refills(&mut st, work);
-                    }
-                    orphan
-                };
-                drop(orphan);
+                self.put_back(member, Held::Probing, End::Hot);
+                let mut st = self.lock();
+                if !st.closed {
+                    self.reserve_refills(&mut st, work);
+                }
             }
-            Done::Connect(Err(failure)) => {
+            Done::Connect(Err(refused)) => {
+                // The place was freed (or the member evicted) already.
                 work.refills_in_flight -= 1;
-                self.vacate(Held::Connecting);
                 // The connects of one round fail together: one step of
                 // backoff per round, not per connect. A permanent failure
                 // goes straight to the longest backoff: it needs a person.
                 let now = Instant::now();
-                if matches!(failure, Failure::Permanent(_)) {
+                if matches!(refused, Refused::Connect(Failure::Permanent(_))) {
                     work.refill_backoff = self.config.refill_backoff_max;
                 }
                 if now >= work.refill_not_before {

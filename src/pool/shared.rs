@@ -4,12 +4,14 @@
 //! only after unlocking.
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::clock::CoarseClock;
 use super::config::Config;
 use super::error::Error;
+use super::hooks::Hooks;
 use super::idle::{End, Grant, Sentinel, State};
 use super::member::{Member, MemberData};
 use super::slot::Held;
@@ -25,6 +27,8 @@ pub(crate) struct Shared<M: Manager> {
     /// The sentinel's tick: how stale the coarse clock may be.
     pub(crate) tick_ms: u64,
     pub(crate) wake_sentinel: Notify,
+    pub(crate) hooks: Hooks<M::Connection>,
+    pub(crate) hook_timeout: Duration,
     state: Mutex<State<M::Connection>>,
     /// This pool, for work that must own a handle on it (the sentinel, close
     /// work). Never upgraded on a hot path.
@@ -32,12 +36,19 @@ pub(crate) struct Shared<M: Manager> {
 }
 
 impl<M: Manager> Shared<M> {
-    pub(crate) fn new(manager: M, config: Config) -> Arc<Self> {
+    pub(crate) fn new(
+        manager: M,
+        config: Config,
+        hooks: Hooks<M::Connection>,
+        hook_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me| Shared {
             manager,
             validate_after_ms: millis(config.validate_after),
             tick_ms: millis(config.sentinel_tick()),
-            state: Mutex::new(State::new(config.idle_order)),
+            state: Mutex::new(State::new(config.idle_order, config.max_size)),
+            hooks,
+            hook_timeout,
             config,
             clock: CoarseClock::new(),
             wake_sentinel: Notify::new(),
@@ -127,12 +138,21 @@ impl<M: Manager> Shared<M> {
         tracing::warn!(pool = %self.config.name, "the pool's background task ended while the pool is open; the next checkout restarts it");
     }
 
-    /// Hands a healthy member on: to the oldest waiter, else to the idle set.
+    /// Hands a healthy member on: to the oldest waiter, else to the idle
+    /// set; evicted instead on a closed pool or above a lowered `max_size`.
     pub(crate) fn put_back(&self, member: Member<M::Connection>, from: Held, end: End) {
-        let orphan = self
-            .lock()
-            .give_back(member, from, end, self.config.max_size);
-        drop(orphan);
+        let surplus = self.lock().give_back(member, from, end);
+        if let Some((member, reason)) = surplus {
+            self.evict_surplus(member, reason, from);
+        }
+    }
+
+    /// Out of line: the return path's common case keeps no call to
+    /// `evict`, and so saves no registers for it.
+    #[cold]
+    #[inline(never)]
+    fn evict_surplus(&self, member: Member<M::Connection>, reason: EvictReason, from: Held) {
+        self.evict(member, reason, from);
     }
 
     /// The one way a member leaves the pool: logged, counted by `reason`,
@@ -159,7 +179,7 @@ impl<M: Manager> Shared<M> {
         });
         let below_min = {
             let mut st = self.lock();
-            st.evict(from, reason, spawn.is_some(), self.config.max_size);
+            st.evict(from, reason, spawn.is_some());
             self.below_min_idle(&st)
         };
         if let Some((runtime, shared, work)) = spawn {
@@ -185,7 +205,7 @@ impl<M: Manager> Shared<M> {
     pub(crate) fn vacate(&self, from: Held) {
         let below_min = {
             let mut st = self.lock();
-            st.vacate(from, self.config.max_size);
+            st.vacate(from);
             self.below_min_idle(&st)
         };
         if below_min {
@@ -194,7 +214,7 @@ impl<M: Manager> Shared<M> {
     }
 
     fn below_min_idle(&self, st: &State<M::Connection>) -> bool {
-        !st.closed && st.spare() < self.config.min_idle && st.ledger.size < self.config.max_size
+        !st.closed && st.spare() < self.config.min_idle && st.ledger.size < st.max_size
     }
 
     /// Makes a member of a new connection with the id the ledger gave it.
@@ -223,6 +243,8 @@ impl<M: Manager> Shared<M> {
         Box::new(MemberData {
             conn,
             id,
+            created_ms: now,
+            uses: 0,
             retire_at_ms,
             last_used_ms: now,
             last_ok_ms: now,
@@ -237,16 +259,41 @@ impl<M: Manager> Shared<M> {
         let st = self.lock();
         let l = st.ledger;
         Status {
-            max_size: self.config.max_size,
+            max_size: st.max_size,
             size: l.size,
             idle: st.idle.len(),
             in_use: l.in_use,
             probing: l.probing,
             connecting: l.connecting,
             closing: l.closing,
+            returning: l.returning,
             waiters: st.waiting(),
             closed: st.closed,
             counters: st.counters,
+        }
+    }
+
+    /// A handle of its own on this pool, for work spawned on its behalf.
+    pub(crate) fn handle(&self) -> Option<Arc<Shared<M>>> {
+        self.me.upgrade()
+    }
+
+    /// Changes `max_size` at run time (already validated): see
+    /// [`State::resize`](super::idle::State). Idle members above a lower
+    /// maximum are evicted here, as `resized`.
+    pub(crate) fn resize(&self, max_size: usize) {
+        let (before, claimed, below_min) = {
+            let mut st = self.lock();
+            let before = st.max_size;
+            let claimed = st.resize(max_size);
+            (before, claimed, self.below_min_idle(&st))
+        };
+        tracing::info!(pool = %self.config.name, from = before, to = max_size, closing_idle = claimed.len(), "pool resized");
+        for member in claimed {
+            self.evict(member, EvictReason::Resized, Held::Probing);
+        }
+        if below_min {
+            self.wake_sentinel.notify_one();
         }
     }
 
@@ -257,7 +304,7 @@ impl<M: Manager> Shared<M> {
             if st.closed {
                 return;
             }
-            st.closed = true;
+            st.close();
             let idle = std::mem::take(&mut st.idle);
             // Claimed like a probe, then evicted one by one through the one
             // eviction path (which runs their close work).
@@ -338,7 +385,7 @@ impl<M: Manager> Drop for Hold<'_, M> {
             Some((reason, member)) => {
                 log_eviction(&self.shared.config.name, member, reason);
                 let mut st = self.shared.lock();
-                st.evict(self.held, reason, false, self.shared.config.max_size);
+                st.evict(self.held, reason, false);
             }
             None => self.shared.vacate(self.held),
         }

@@ -12,12 +12,21 @@
 //! | a prober | a member being probed by the sentinel or a checkout, or a suspect waiting for its re-probe | `probing` |
 //! | a connect | a place reserved for a connect in progress, the caller's or the sentinel's | `connecting` |
 //! | a close | an evicted member whose close work (a PostgreSQL cancel, say) is still running | `closing` |
+//! | a return | a member a caller gave back, running its `after_release` hook in a short task | `returning` |
 //!
-//! so `size == idle + in_use + probing + connecting + closing` and
-//! `size <= max_size` (invariants 1 and 3 of DESIGN.md) after every
+//! so `size == idle + in_use + probing + connecting + closing + returning`
+//! and `size <= max_size` (invariants 1 and 3 of DESIGN.md) after every
 //! transition; each transition ends with a debug assertion of both, and of
 //! the hand-off rule (the idle set holds members only while no live waiter
 //! is queued).
+//!
+//! `max_size` lives here, not only in the configuration, because
+//! [`resize`](State::resize) changes it at run time. Shrinking never takes
+//! a member from a caller, so `size` may stay above a new, lower `max_size`
+//! for a while: the ledger then only lets it fall (no place is reserved or
+//! handed to a waiter, and members coming back are evicted as `resized`),
+//! which the assertion checks against `ceiling`, the highest `size` allowed
+//! since the last shrink.
 //!
 //! Transitions, all under the pool's one lock and none awaiting:
 //!
@@ -29,7 +38,14 @@
 //!   and its place moves to it by one of the next two;
 //! * [`lend`](State::lend): a probed or new member goes to the caller who
 //!   probed or connected it;
-//! * [`give_back`](State::give_back): a member goes to the oldest waiter, else the idle set;
+//! * [`give_back`](State::give_back): a member goes to the oldest waiter, else the idle set
+//!   (or back to its holder for eviction, on a closed pool or above `max_size`);
+//! * [`vet`](State::vet): a new member, just admitted, is counted as
+//!   probing while its `after_connect` hook runs, until it is lent or given back;
+//! * [`begin_return`](State::begin_return): a returned member runs its
+//!   `after_release` hook before it goes back;
+//! * [`resize`](State::resize): `max_size` changes; new places go to waiters,
+//!   idle members above a lower maximum are claimed for eviction;
 //! * [`evict`](State::evict): a member leaves; its place goes to close work
 //!   or is freed;
 //! * [`vacate`](State::vacate): a place with no member (a failed connect,
@@ -60,6 +76,8 @@ pub(crate) enum Held {
     Connecting,
     /// An evicted member's close work is running.
     Closing,
+    /// Returned by a caller, running its `after_release` hook.
+    Returning,
 }
 
 /// Counts of places by holder (the idle set counts itself).
@@ -71,6 +89,7 @@ pub(crate) struct Ledger {
     pub(crate) probing: usize,
     pub(crate) connecting: usize,
     pub(crate) closing: usize,
+    pub(crate) returning: usize,
 }
 
 /// What `take_idle` found.
@@ -89,6 +108,7 @@ impl<C> State<C> {
             Held::Probing => &mut self.ledger.probing,
             Held::Connecting => &mut self.ledger.connecting,
             Held::Closing => &mut self.ledger.closing,
+            Held::Returning => &mut self.ledger.returning,
         }
     }
 
@@ -114,14 +134,23 @@ impl<C> State<C> {
     }
 
     /// A free place becomes a connect's, if there is one.
-    pub(crate) fn reserve(&mut self, max_size: usize) -> bool {
-        if self.closed || self.ledger.size >= max_size {
+    pub(crate) fn reserve(&mut self) -> bool {
+        if self.closed || self.ledger.size >= self.max_size {
             return false;
         }
         self.ledger.size += 1;
         self.hold(Held::Connecting);
-        self.assert_invariants(max_size);
+        self.assert_invariants();
         true
+    }
+
+    /// The pool closes: it keeps no place from now on, so every member
+    /// coming back is evicted. The caller takes the idle set and the
+    /// waiters.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+        self.keep = 0;
+        self.assert_invariants();
     }
 
     /// Pops the member the idle order says is next: lent if fresh, claimed
@@ -145,8 +174,7 @@ impl<C> State<C> {
 
     /// A connect finished: counts the new member and gives its id. The
     /// caller then moves the connect's place to the member with
-    /// [`lend`](Self::lend) or [`give_back`](Self::give_back), in the same
-    /// critical section.
+    /// [`vet`](Self::vet), in the same critical section.
     pub(crate) fn admit(&mut self) -> u64 {
         self.counters.created += 1;
         let id = self.next_id;
@@ -155,38 +183,87 @@ impl<C> State<C> {
     }
 
     /// A member goes to the caller who probed or connected it.
-    pub(crate) fn lend(&mut self, from: Held, max_size: usize) {
+    pub(crate) fn lend(&mut self, from: Held) {
+        self.move_place(from, Held::Lending);
+    }
+
+    /// A new member, just admitted (its place still the connect's), is
+    /// counted as probing while its `after_connect` hook runs and until it
+    /// is lent or given back, so no caller can have it before.
+    pub(crate) fn vet(&mut self) {
+        self.move_place(Held::Connecting, Held::Probing);
+    }
+
+    /// A caller returned a healthy member that has an `after_release` hook
+    /// to run: it is held by the return until the hook says yes.
+    pub(crate) fn begin_return(&mut self) {
+        self.move_place(Held::Caller, Held::Returning);
+    }
+
+    fn move_place(&mut self, from: Held, to: Held) {
         self.release(from);
-        self.hold(Held::Lending);
-        self.assert_invariants(max_size);
+        self.hold(to);
+        self.assert_invariants();
     }
 
     /// A healthy member goes to the oldest waiter, else the idle set. On a
-    /// closed pool it is handed back, to be dropped outside the lock.
-    #[must_use = "a member handed back must be dropped outside the lock"]
+    /// closed pool, or above a `max_size` lowered by `resize`, it is handed
+    /// back with the reason to evict it for, its place still `from`'s: the
+    /// caller evicts it outside the lock, through `Shared::evict`.
+    #[must_use = "a member handed back must be evicted"]
     #[inline]
     pub(crate) fn give_back(
         &mut self,
         member: Member<C>,
         from: Held,
         end: End,
-        max_size: usize,
-    ) -> Option<Member<C>> {
+    ) -> Option<(Member<C>, EvictReason)> {
+        if self.ledger.size > self.keep {
+            let reason = if self.closed {
+                EvictReason::Closed
+            } else {
+                EvictReason::Resized
+            };
+            return Some((member, reason));
+        }
         self.release(from);
         let orphan = self.dispatch(Grant::Member(member), end);
-        self.assert_invariants(max_size);
-        orphan
+        debug_assert!(orphan.is_none(), "only a closed pool hands members back");
+        self.assert_invariants();
+        None
+    }
+
+    /// The pool's maximum changes to `max_size`. Growing offers the new places to
+    /// queued callers at once (each connects with its own); shrinking claims
+    /// idle members above the new maximum, coldest first, as for a probe,
+    /// and returns them to be evicted through `Shared::evict`. Members held
+    /// by callers are not touched: they are evicted when they come back
+    /// while the pool is still above the new maximum.
+    #[must_use = "the idle members claimed must be evicted"]
+    pub(crate) fn resize(&mut self, max_size: usize) -> Vec<Member<C>> {
+        self.max_size = max_size;
+        if !self.closed {
+            self.keep = max_size;
+        }
+        self.ceiling = self.ledger.size.max(max_size);
+        while !self.closed && self.ledger.size < self.max_size && self.has_capacity_waiter() {
+            self.ledger.size += 1;
+            self.free_place();
+        }
+        let surplus = self.ledger.size.saturating_sub(self.max_size);
+        let mut claimed = Vec::with_capacity(surplus.min(self.idle.len()));
+        while claimed.len() < surplus {
+            let Some(member) = self.pop_cold() else { break };
+            self.claim_for_probe();
+            claimed.push(member);
+        }
+        self.assert_invariants();
+        claimed
     }
 
     /// A member leaves the pool, counted by `reason`. Its place stays taken
     /// by its close work if it has any, else is freed.
-    pub(crate) fn evict(
-        &mut self,
-        from: Held,
-        reason: EvictReason,
-        closing: bool,
-        max_size: usize,
-    ) {
+    pub(crate) fn evict(&mut self, from: Held, reason: EvictReason, closing: bool) {
         self.release(from);
         self.counters.evicted.add(reason);
         if from == Held::Probing
@@ -202,19 +279,19 @@ impl<C> State<C> {
         } else {
             self.free_place();
         }
-        self.assert_invariants(max_size);
+        self.assert_invariants();
     }
 
     /// A place with no member is freed: a connect that failed, or close
     /// work that ended.
-    pub(crate) fn vacate(&mut self, from: Held, max_size: usize) {
+    pub(crate) fn vacate(&mut self, from: Held) {
         self.release(from);
         self.free_place();
-        self.assert_invariants(max_size);
+        self.assert_invariants();
     }
 
     /// A place nobody holds goes to the oldest waiter that may connect with
-    /// it, else the pool shrinks by one.
+    /// it, else the pool shrinks by one (always, above `max_size`).
     fn free_place(&mut self) {
         let orphan = self.dispatch(Grant::Capacity, End::Hot);
         debug_assert!(orphan.is_none());
@@ -226,14 +303,22 @@ impl<C> State<C> {
         self.idle.len() + self.ledger.probing + self.ledger.connecting
     }
 
+    /// Members borrowed, probed or being returned: connected and alive, but
+    /// not in the idle set. What `Pool::ready` counts with the idle ones.
+    pub(crate) fn connected(&self) -> usize {
+        self.idle.len() + self.ledger.in_use + self.ledger.probing + self.ledger.returning
+    }
+
     /// Invariants 1 and 3, and the hand-off rule, checked in debug builds
-    /// after every transition.
+    /// after every transition. Above a lowered `max_size`, `size` may only
+    /// fall: it stays within `ceiling`, which follows it down.
     #[inline]
-    pub(crate) fn assert_invariants(&self, max_size: usize) {
+    pub(crate) fn assert_invariants(&self) {
         #[cfg(debug_assertions)]
         {
             let l = &self.ledger;
-            let held = self.idle.len() + l.in_use + l.probing + l.connecting + l.closing;
+            let held =
+                self.idle.len() + l.in_use + l.probing + l.connecting + l.closing + l.returning;
             assert_eq!(
                 l.size,
                 held,
@@ -241,15 +326,16 @@ impl<C> State<C> {
                 self.idle.len()
             );
             assert!(
-                l.size <= max_size,
-                "size {} above max_size {max_size}",
-                l.size
+                l.size <= self.max_size.max(self.ceiling),
+                "size {} above max_size {} (ceiling since the last shrink {})",
+                l.size,
+                self.max_size,
+                self.ceiling
             );
             assert!(
                 self.idle.is_empty() || self.closed || !self.has_live_waiter_for_members(),
                 "a member sat idle while a caller waited"
             );
         }
-        let _ = max_size;
     }
 }

@@ -42,11 +42,19 @@ pub enum EvictReason {
     /// its I/O may be tied to a reactor that is gone, so it is replaced
     /// rather than handed out.
     RuntimeGone,
+    /// A hook (`after_connect`, `before_acquire`, `after_release`) returned
+    /// an error, timed out, panicked, or was cut off by a cancelled checkout.
+    HookFailed,
+    /// `before_acquire` or `after_release` refused it.
+    HookRefused,
+    /// Above a `max_size` lowered by `Pool::resize`: closed when idle or
+    /// when returned.
+    Resized,
 }
 
 impl EvictReason {
     /// Number of reasons; the length of [`Evictions`].
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 17;
 
     /// Every reason, in a stable order.
     pub const ALL: [EvictReason; Self::COUNT] = [
@@ -64,6 +72,9 @@ impl EvictReason {
         EvictReason::Closed,
         EvictReason::Drained,
         EvictReason::RuntimeGone,
+        EvictReason::HookFailed,
+        EvictReason::HookRefused,
+        EvictReason::Resized,
     ];
 
     /// A stable snake_case name, for metrics labels and log fields.
@@ -83,6 +94,9 @@ impl EvictReason {
             EvictReason::Closed => "closed",
             EvictReason::Drained => "drained",
             EvictReason::RuntimeGone => "runtime_gone",
+            EvictReason::HookFailed => "hook_failed",
+            EvictReason::HookRefused => "hook_refused",
+            EvictReason::Resized => "resized",
         }
     }
 
@@ -97,6 +111,8 @@ impl EvictReason {
                 | EvictReason::Closed
                 | EvictReason::Drained
                 | EvictReason::RuntimeGone
+                | EvictReason::HookRefused
+                | EvictReason::Resized
         )
     }
 
@@ -192,6 +208,10 @@ pub struct Counters {
     pub checkouts: u64,
     /// Checkouts that had to queue behind other callers.
     pub waits: u64,
+    /// Time those checkouts spent queued, in all (bb8's `get_wait_time`):
+    /// divide by `waits` for the mean. Measured only on checkouts that
+    /// queued, so a checkout that finds an idle member reads no clock.
+    pub wait_time: Duration,
     /// Checkouts that gave up with `Error::Timeout`.
     pub wait_timeouts: u64,
     /// Heartbeats that answered in time (background and at checkout).
@@ -208,7 +228,7 @@ pub struct Counters {
 }
 
 /// A snapshot of the pool, taken under its lock, so the counts add up:
-/// `size == idle + in_use + probing + connecting + closing`.
+/// `size == idle + in_use + probing + connecting + closing + returning`.
 ///
 /// Export it as gauges and counters; a dashboard charts rates from two
 /// snapshots:
@@ -231,6 +251,7 @@ pub struct Counters {
 /// assert_eq!(
 ///     status.size,
 ///     status.idle + status.in_use + status.probing + status.connecting + status.closing
+///         + status.returning
 /// );
 /// let mut lines = vec![format!("pool_members{{state=\"idle\"}} {}", status.idle)];
 /// for (reason, count) in status.counters.evicted.iter() {
@@ -242,9 +263,11 @@ pub struct Counters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Status {
-    /// The configured `max_size`.
+    /// The `max_size` in force: the configured one, or the last
+    /// [`Pool::resize`](super::Pool::resize).
     pub max_size: usize,
-    /// Members plus connects in progress: never above `max_size`.
+    /// Members plus connects in progress: never above `max_size`, except
+    /// after a shrink, while members borrowed before it are still out.
     pub size: usize,
     /// Members in the idle set, ready for checkout.
     pub idle: usize,
@@ -258,6 +281,9 @@ pub struct Status {
     /// [`Manager::close`](crate::Manager::close)) still runs: their places
     /// stay taken until it ends.
     pub closing: usize,
+    /// Members returned by a caller that are running the `after_release`
+    /// hook: never handed out until it says to keep them.
+    pub returning: usize,
     /// Callers queued for a member.
     pub waiters: usize,
     /// Whether `close` was called.

@@ -265,7 +265,12 @@ pub fn assert_consistent(status: &livepool::Status) {
     assert!(status.size <= status.max_size, "size above max: {status:?}");
     assert_eq!(
         status.size,
-        status.idle + status.in_use + status.probing + status.connecting + status.closing,
+        status.idle
+            + status.in_use
+            + status.probing
+            + status.connecting
+            + status.closing
+            + status.returning,
         "counts do not add up: {status:?}"
     );
     let alive = status.counters.created - status.counters.evicted.total();
