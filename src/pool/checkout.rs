@@ -617,8 +617,8 @@ impl<M: Manager> Shared<M> {
                 Grant::TimedOut | Grant::Recheck => None,
             }
         };
-        if let Some((member, reason)) = orphan {
-            self.evict(member, reason, Held::Lending);
+        if let Some(member) = orphan {
+            self.evict_surplus(member, Held::Lending);
         }
     }
 }

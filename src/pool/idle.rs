@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::config::IdleOrder;
 use super::member::Member;
 use super::slot::{Held, Ledger};
-use super::status::{Counters, EvictReason};
+use super::status::Counters;
 
 /// What a waiter is handed.
 pub(crate) enum Grant<C> {
@@ -262,64 +262,66 @@ impl<C> State<C> {
         }
     }
 
-    /// Gives a member to the oldest live waiter, or a free place to the
-    /// oldest that may connect with it; failing that, a member goes to the
-    /// idle set and a place is given up. On a closed pool a member is handed
-    /// back to be dropped outside the lock. Only the ledger's transitions
-    /// call it, with the place already released from its last holder.
-    #[must_use = "a member handed back must be dropped outside the lock"]
-    pub(super) fn dispatch(&mut self, mut grant: Grant<C>, end: End) -> Option<Member<C>> {
+    /// Offers a member or a free place to the oldest live waiter that takes
+    /// it (any waiter takes a member; only those that may connect take a
+    /// place), counting it for that waiter; hands it back if none does.
+    /// Only the ledger's transitions call it, with the place already
+    /// released from its last holder.
+    // Inlined into both callers, so each keeps only its own half.
+    #[inline(always)]
+    fn offer(&mut self, mut grant: Grant<C>) -> Option<Grant<C>> {
+        // A member goes to the oldest waiter, whoever it is: the common
+        // case, popped from the front. A place goes to the oldest waiter
+        // that may connect with it: a scan, but a rare one.
         let is_member = matches!(grant, Grant::Member(_));
-        // Above a `max_size` lowered by `resize`, a freed place is given up.
-        if !self.closed && (is_member || self.ledger.size <= self.max_size) {
-            // A member goes to the oldest waiter, whoever it is: the common
-            // case, popped from the front. A place goes to the oldest waiter
-            // that may connect with it: a scan, but a rare one.
-            let to = if is_member {
-                Held::Lending
+        let to = if is_member {
+            Held::Lending
+        } else {
+            Held::Connecting
+        };
+        loop {
+            let waiter = if is_member {
+                self.waiters.pop_front()
             } else {
-                Held::Connecting
+                match self.waiters.iter().position(|w| w.takes_capacity) {
+                    Some(i) => self.waiters.remove(i),
+                    None => None,
+                }
             };
-            loop {
-                let waiter = if is_member {
-                    self.waiters.pop_front()
-                } else {
-                    match self.waiters.iter().position(|w| w.takes_capacity) {
-                        Some(i) => self.waiters.remove(i),
-                        None => None,
-                    }
-                };
-                let Some(waiter) = waiter else { break };
-                self.hold(to);
-                let queued_at = waiter.queued_at;
-                match waiter.tx.send(grant) {
-                    Ok(()) => {
-                        self.add_wait(queued_at);
-                        return None;
-                    }
-                    Err(back) => {
-                        // That waiter was cancelled: undo and try the next.
-                        grant = back;
-                        self.release(to);
-                    }
+            let Some(waiter) = waiter else {
+                return Some(grant);
+            };
+            self.hold(to);
+            let queued_at = waiter.queued_at;
+            match waiter.tx.send(grant) {
+                Ok(()) => {
+                    self.add_wait(queued_at);
+                    return None;
+                }
+                Err(back) => {
+                    // That waiter was cancelled: undo and try the next.
+                    grant = back;
+                    self.release(to);
                 }
             }
         }
-        match grant {
-            Grant::Member(member) if !self.closed => {
-                self.push_idle(member, end);
-                None
-            }
-            Grant::Member(member) => {
-                self.shrink();
-                self.counters.evicted.add(EvictReason::Closed);
-                Some(member)
-            }
-            Grant::Capacity => {
-                self.shrink();
-                None
-            }
-            Grant::TimedOut | Grant::Recheck => None,
+    }
+
+    /// A member nobody holds, on an open pool within `max_size`: to the
+    /// oldest waiter, else to the idle set.
+    pub(super) fn hand_on(&mut self, member: Member<C>, end: End) {
+        if let Some(Grant::Member(member)) = self.offer(Grant::Member(member)) {
+            self.push_idle(member, end);
         }
+    }
+
+    /// A place nobody holds: to the oldest waiter that may connect with it,
+    /// else given up; always given up on a closed pool or above a
+    /// `max_size` lowered by `resize`.
+    pub(super) fn free_place(&mut self) {
+        if self.ledger.size <= self.keep && self.offer(Grant::Capacity).is_none() {
+            return;
+        }
+        self.shrink();
     }
 }

@@ -142,16 +142,17 @@ impl<M: Manager> Shared<M> {
     /// set; evicted instead on a closed pool or above a lowered `max_size`.
     pub(crate) fn put_back(&self, member: Member<M::Connection>, from: Held, end: End) {
         let surplus = self.lock().give_back(member, from, end);
-        if let Some((member, reason)) = surplus {
-            self.evict_surplus(member, reason, from);
+        if let Some(member) = surplus {
+            self.evict_surplus(member, from);
         }
     }
 
-    /// Out of line: the return path's common case keeps no call to
-    /// `evict`, and so saves no registers for it.
+    /// A member `give_back` handed back: evicted, closed or resized. Out
+    /// of line, so the return path's common case saves no registers for it.
     #[cold]
     #[inline(never)]
-    fn evict_surplus(&self, member: Member<M::Connection>, reason: EvictReason, from: Held) {
+    pub(crate) fn evict_surplus(&self, member: Member<M::Connection>, from: Held) {
+        let reason = self.lock().surplus_reason();
         self.evict(member, reason, from);
     }
 

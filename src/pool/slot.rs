@@ -57,7 +57,7 @@
 //! token whose `Drop` frees the place, so a cancelled checkout or a stopped
 //! sentinel leaks nothing (invariant 4).
 
-use super::idle::{End, Grant, State};
+use super::idle::{End, State};
 use super::member::Member;
 use super::status::EvictReason;
 
@@ -208,8 +208,8 @@ impl<C> State<C> {
 
     /// A healthy member goes to the oldest waiter, else the idle set. On a
     /// closed pool, or above a `max_size` lowered by `resize`, it is handed
-    /// back with the reason to evict it for, its place still `from`'s: the
-    /// caller evicts it outside the lock, through `Shared::evict`.
+    /// back, its place still `from`'s: the caller evicts it outside the
+    /// lock, through `Shared::evict`, for [`surplus_reason`](Self::surplus_reason).
     #[must_use = "a member handed back must be evicted"]
     #[inline]
     pub(crate) fn give_back(
@@ -217,20 +217,23 @@ impl<C> State<C> {
         member: Member<C>,
         from: Held,
         end: End,
-    ) -> Option<(Member<C>, EvictReason)> {
+    ) -> Option<Member<C>> {
         if self.ledger.size > self.keep {
-            let reason = if self.closed {
-                EvictReason::Closed
-            } else {
-                EvictReason::Resized
-            };
-            return Some((member, reason));
+            return Some(member);
         }
         self.release(from);
-        let orphan = self.dispatch(Grant::Member(member), end);
-        debug_assert!(orphan.is_none(), "only a closed pool hands members back");
+        self.hand_on(member, end);
         self.assert_invariants();
         None
+    }
+
+    /// Why `give_back` handed a member back.
+    pub(crate) fn surplus_reason(&self) -> EvictReason {
+        if self.closed {
+            EvictReason::Closed
+        } else {
+            EvictReason::Resized
+        }
     }
 
     /// The pool's maximum changes to `max_size`. Growing offers the new places to
@@ -288,13 +291,6 @@ impl<C> State<C> {
         self.release(from);
         self.free_place();
         self.assert_invariants();
-    }
-
-    /// A place nobody holds goes to the oldest waiter that may connect with
-    /// it, else the pool shrinks by one (always, above `max_size`).
-    fn free_place(&mut self) {
-        let orphan = self.dispatch(Grant::Capacity, End::Hot);
-        debug_assert!(orphan.is_none());
     }
 
     /// Members ready or about to be: idle, being probed, being connected.
