@@ -444,8 +444,10 @@ impl<M: Manager> Shared<M> {
         hold.disarm();
         match result {
             Ok(()) => {
+                // The cheap check again: the answer may have brought bytes
+                // nobody asked for (a doubled reply), leaving it out of step.
                 self.lock().lend(Held::Probing, self.config.max_size);
-                Step::Done(Pooled::new(lender.home(), member))
+                self.hand_out(lender, member, Held::Lending)
             }
             Err(failure) => {
                 self.evict(member, failure.probe_reason(), Held::Probing);
