@@ -188,9 +188,16 @@ async fn a_refused_login_is_a_typed_error_with_the_server_reason() {
         .wait_timeout(Duration::from_millis(1500))
         .build(PgManager::new(server_addr(), config))
         .unwrap();
+    let started = std::time::Instant::now();
     let err = pool.get().await.expect_err("no such database");
-    match err.cause() {
-        Some(Cause::Connect(e @ PgManagerError::Handshake { source, .. })) => {
+    // An unknown database is permanent: the checkout fails at once.
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    match &err {
+        livepool::Error::Permanent(e @ PgManagerError::Handshake { source, .. }) => {
             assert_eq!(
                 source.code(),
                 Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
