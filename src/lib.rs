@@ -74,6 +74,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapters;
+pub mod endpoints;
 pub mod manager;
 pub mod pool;
 pub mod protocol;
