@@ -8,7 +8,7 @@
 //! `Pool::get` → the role check → [`Member`] → caller.
 //!
 //! * Discovery is any [`tower::discover::Discover`] stream of
-//!   [`Change`](discover::Change)s; built in: [`discover::fixed`],
+//!   `Change`s ([`discover::Change`]); built in: [`discover::fixed`],
 //!   [`discover::channel`], [`discover::dns`]. A removed endpoint drains: no
 //!   new checkouts, idle members closed at once, borrowed ones on return.
 //! * [`Balance::PowerOfTwo`] picks the less loaded of two random endpoints
