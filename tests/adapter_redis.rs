@@ -188,3 +188,77 @@ async fn an_unreachable_server_is_a_typed_error_naming_the_address() {
         other => panic!("expected a connect error, got {other:?}"),
     }
 }
+
+/// A redis-server of the test's own, with a password, ended by pid on drop.
+struct PasswordServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl PasswordServer {
+    async fn start(port: u16, password: &str) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--requirepass", password])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed to run this test");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        PasswordServer { child, addr }
+    }
+}
+
+impl Drop for PasswordServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_password_fails_the_checkout_at_once() {
+    let server = PasswordServer::start(16150, "right-password").await;
+    let wrong = redis::RedisConnectionInfo::default().set_password("wrong-password");
+    for (what, manager) in [
+        (
+            "wrong password",
+            RedisManager::new(server.addr).connection_info(wrong),
+        ),
+        ("no password", RedisManager::new(server.addr)),
+    ] {
+        let pool = builder()
+            .wait_timeout(Duration::from_secs(10))
+            .build(manager)
+            .unwrap();
+        let started = std::time::Instant::now();
+        let err = pool.get().await.expect_err(what);
+        assert!(
+            matches!(err, livepool::Error::Permanent(_)),
+            "{what}: {err:?}"
+        );
+        // Not the whole 10 s wait_timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
+    let right = redis::RedisConnectionInfo::default().set_password("right-password");
+    let pool = builder()
+        .build(RedisManager::new(server.addr).connection_info(right))
+        .unwrap();
+    drop(pool.get().await.expect("the right password works"));
+}
