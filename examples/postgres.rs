@@ -5,30 +5,41 @@
 //! cargo run --example postgres --features postgres
 //! ```
 //!
-//! The server is LIVEPOOL_PG_ADDR (default 127.0.0.1:5432), user postgres,
-//! database test, trust authentication.
+//! The server is named by a libpq-style connection string: LIVEPOOL_PG_CONFIG,
+//! or `host=localhost port=5432 user=postgres dbname=test` (trust
+//! authentication). The host name is resolved at every connect.
 
 use std::time::Duration;
 
-use livepool::adapters::postgres::{ADDR_VAR, PgManager};
+use livepool::adapters::postgres::PgManager;
 use livepool::{EvictReason, Manager, Pool, Pooled};
+
+/// The environment variable holding the connection string.
+const CONFIG_VAR: &str = "LIVEPOOL_PG_CONFIG";
+const DEFAULT_CONFIG: &str = "host=localhost port=5432 user=postgres dbname=test";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let manager = PgManager::from_env()?.application_name("livepool-example");
-    let server = manager.addr();
+    let conn_str = std::env::var(CONFIG_VAR).unwrap_or_else(|_| DEFAULT_CONFIG.to_owned());
+    let manager = PgManager::from_conn_str(&conn_str)?.application_name("livepool-example");
+    let server = format!("{conn_str:?}");
     // One session outside the pool, to act as the server's administrator.
-    let mut admin = match manager.connect().await {
+    let admin = match manager.connect().await {
         Ok(admin) => admin,
         Err(e) => {
+            let mut message = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message += &format!(": {c}");
+                cause = c.source();
+            }
             return Err(format!(
-                "{e}\n(start PostgreSQL at {server} with user postgres, database test, \
-                 or set {ADDR_VAR}=IP:port)"
+                "{message}\n(start PostgreSQL for {server}, or set {CONFIG_VAR} to a connection string)"
             )
             .into());
         }
     };
-    println!("PostgreSQL at {server}");
+    println!("PostgreSQL at {} ({server})", admin.server_addr());
 
     let pool = Pool::builder()
         .name("example-postgres")
@@ -37,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .heartbeat_timeout(Duration::from_millis(300))
         .build(manager)?;
 
-    let mut conn = pool.get().await?;
+    let conn = pool.get().await?;
     let row = conn
         .query_one("SELECT version(), pg_backend_pid()", &[])
         .await?;
@@ -63,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         evicted.get(EvictReason::ProbeFailed)
     );
 
-    let mut conn = pool.get().await?;
+    let conn = pool.get().await?;
     let pid: i32 = conn.query_one("SELECT pg_backend_pid()", &[]).await?.get(0);
     println!("the next borrow got a fresh session: backend {pid}");
     Ok(())

@@ -76,6 +76,7 @@
 pub mod adapters;
 #[cfg(feature = "serde")]
 pub mod config_file;
+pub mod endpoints;
 pub mod manager;
 pub mod pool;
 pub mod protocol;

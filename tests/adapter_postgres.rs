@@ -16,7 +16,10 @@ use adapter_support::{
     SLACK, blackhole_and_reset_idle_members, builder, kill_an_idle_member_on_the_server,
     return_and_watch_it_heartbeat, return_cut_off_member, unique_name,
 };
-use livepool::adapters::postgres::{ADDR_VAR, PgConnection, PgManager, PgManagerError};
+use livepool::adapters::addr_from_env;
+use livepool::adapters::postgres::{
+    ADDR_VAR, DEFAULT_ADDR, PgConnection, PgManager, PgManagerError,
+};
 use livepool::testing::FaultProxy;
 use livepool::{Cause, Condition};
 use tokio::time::timeout;
@@ -26,11 +29,16 @@ fn manager() -> PgManager {
     PgManager::from_env().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The server's address (LIVEPOOL_PG_ADDR or 127.0.0.1:5432).
+fn server_addr() -> SocketAddr {
+    addr_from_env(ADDR_VAR, DEFAULT_ADDR).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A session of the test's own, outside any pool, to ask the server what
 /// it sees. Fails the test (never skips it) when the server is not there.
 async fn admin() -> Client {
     let pg = manager();
-    let addr = pg.addr();
+    let addr = server_addr();
     let unreachable = |e: &dyn std::fmt::Display| -> ! {
         panic!(
             "PostgreSQL is not reachable at {addr} (user postgres, database test): {e}. \
@@ -77,7 +85,7 @@ async fn borrows_runs_a_query_returns_and_heartbeats_idle_members() {
     let name = unique_name("basic");
     let pool = builder().build(manager().application_name(&name)).unwrap();
 
-    let mut conn = pool.get().await.expect("borrow");
+    let conn = pool.get().await.expect("borrow");
     let row = conn
         .query_one(
             "SELECT $1::int4 + 1, current_setting('application_name')",
@@ -97,7 +105,7 @@ async fn a_query_cut_off_half_way_evicts_the_member() {
     let admin = admin().await;
     let name = unique_name("cutoff");
     let pool = builder().build(manager().application_name(&name)).unwrap();
-    let mut conn = pool.get().await.expect("borrow");
+    let conn = pool.get().await.expect("borrow");
     // The server only reads the goodbye once the statement is over, so keep
     // it short: the check below waits for the session to end.
     let sleeping = conn.simple_query("SELECT pg_sleep(1)");
@@ -109,7 +117,7 @@ async fn a_query_cut_off_half_way_evicts_the_member() {
     })
     .await;
     // A finished query leaves the member clean.
-    let mut conn = pool.get().await.expect("borrow");
+    let conn = pool.get().await.expect("borrow");
     conn.batch_execute("SELECT 1").await.expect("query");
     assert_eq!(conn.condition(), Condition::Ready);
 }
@@ -118,7 +126,7 @@ async fn a_query_cut_off_half_way_evicts_the_member() {
 async fn blackholed_and_reset_members_are_evicted_while_callers_see_no_error() {
     let admin = admin().await;
     let name = unique_name("faults");
-    let proxy = FaultProxy::start(manager().addr()).await.expect("proxy");
+    let proxy = FaultProxy::start(server_addr()).await.expect("proxy");
     let mut config = manager().config().clone();
     config.application_name(&name);
     let pool = builder()
@@ -178,16 +186,27 @@ async fn a_refused_login_is_a_typed_error_with_the_server_reason() {
     config.dbname("livepool_no_such_database");
     let pool = builder()
         .wait_timeout(Duration::from_millis(1500))
-        .build(PgManager::new(manager().addr(), config))
+        .build(PgManager::new(server_addr(), config))
         .unwrap();
+    let started = std::time::Instant::now();
     let err = pool.get().await.expect_err("no such database");
-    match err.cause() {
-        Some(Cause::Connect(e @ PgManagerError::Handshake { source, .. })) => {
+    // An unknown database is permanent: the checkout fails at once.
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    match &err {
+        livepool::Error::Permanent(e @ PgManagerError::Handshake { source, .. }) => {
             assert_eq!(
                 source.code(),
                 Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
             );
-            assert!(e.to_string().contains(&manager().addr().to_string()), "{e}");
+            assert!(e.to_string().contains(&server_addr().to_string()), "{e}");
+            assert!(
+                !e.to_string().contains("does not exist"),
+                "the server's reason is the source's, not repeated here: {e}"
+            );
         }
         other => panic!("expected a handshake error, got {other:?}"),
     }
@@ -204,7 +223,9 @@ async fn an_unreachable_server_is_a_typed_error_naming_the_address() {
         .unwrap();
     let err = pool.get().await.expect_err("nothing listens there");
     match err.cause() {
-        Some(Cause::Connect(e @ PgManagerError::Connect(_))) => {
+        Some(Cause::Connect(PgManagerError::Connect(e))) => {
+            // The address is named by the TCP level, the level below this one.
+            assert_eq!(e.addr(), Some(addr));
             assert!(e.to_string().contains(&addr.to_string()), "{e}");
         }
         other => panic!("expected a connect error, got {other:?}"),

@@ -188,3 +188,101 @@ async fn an_unreachable_server_is_a_typed_error_naming_the_address() {
         other => panic!("expected a connect error, got {other:?}"),
     }
 }
+
+/// A redis-server of the test's own (with a password, if given), ended by pid on drop.
+struct PasswordServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl PasswordServer {
+    async fn start(port: u16, password: Option<&str>) -> Self {
+        let port_arg = port.to_string();
+        let mut command = std::process::Command::new("redis-server");
+        command.args(["--port", &port_arg, "--bind", "127.0.0.1", "--save", ""]);
+        command.args(["--appendonly", "no"]);
+        if let Some(password) = password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed to run this test");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        PasswordServer { child, addr }
+    }
+}
+
+impl Drop for PasswordServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_password_fails_the_checkout_at_once() {
+    let server = PasswordServer::start(16150, Some("right-password")).await;
+    let wrong = redis::RedisConnectionInfo::default().set_password("wrong-password");
+    for (what, manager) in [
+        (
+            "wrong password",
+            RedisManager::new(server.addr).connection_info(wrong),
+        ),
+        ("no password", RedisManager::new(server.addr)),
+    ] {
+        let pool = builder()
+            .wait_timeout(Duration::from_secs(10))
+            .build(manager)
+            .unwrap();
+        let started = std::time::Instant::now();
+        let err = pool.get().await.expect_err(what);
+        assert!(
+            matches!(err, livepool::Error::Permanent(_)),
+            "{what}: {err:?}"
+        );
+        // Not the whole 10 s wait_timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
+    let right = redis::RedisConnectionInfo::default().set_password("right-password");
+    let pool = builder()
+        .build(RedisManager::new(server.addr).connection_info(right))
+        .unwrap();
+    drop(pool.get().await.expect("the right password works"));
+}
+
+#[tokio::test]
+async fn a_paused_server_admits_no_member() {
+    use livepool::Manager;
+    let server = PasswordServer::start(16151, None).await;
+    let manager = RedisManager::new(server.addr);
+    let mut admin = manager.connect().await.expect("admin connection");
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("ALL")
+        .exec_async(&mut admin)
+        .await
+        .unwrap();
+    // The handshake alone would succeed now; the proving PING must not.
+    let paused = timeout(Duration::from_millis(700), manager.connect()).await;
+    assert!(
+        !matches!(paused, Ok(Ok(_))),
+        "a member was admitted while the server serves no command"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    manager
+        .connect()
+        .await
+        .expect("served again after the pause");
+}

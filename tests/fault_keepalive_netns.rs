@@ -103,7 +103,7 @@ async fn f12_kernel_keepalive_and_user_timeout_find_a_vanished_peer_without_hear
         "evicted after {took:?}, before the first keepalive probe could even be sent"
     );
 
-    let (result, write_took, busy) = write.await.expect("the writer task does not panic");
+    let (result, write_took, mut busy) = write.await.expect("the writer task does not panic");
     match result {
         Ok(Err(ClientError::Io(error))) => assert_eq!(
             error.kind(),

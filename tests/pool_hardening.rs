@@ -394,6 +394,27 @@ async fn a_panicking_heartbeat_at_checkout_is_contained() {
     );
 }
 
+/// Found by the `pooled` fuzz target: a heartbeat at checkout that succeeds
+/// but leaves a stray reply unread must not hand the member out.
+#[tokio::test(start_paused = true)]
+async fn a_member_left_out_of_step_by_its_checkout_probe_is_not_handed_out() {
+    let manager = FakeManager::new();
+    let pool = Pool::builder()
+        .validate_after(Duration::from_secs(1))
+        .no_heartbeats()
+        .build(manager.clone())
+        .unwrap();
+    let id = pool.get().await.unwrap().id;
+    manager.kill(id, Death::DoubledReply);
+    tokio::time::sleep(Duration::from_secs(2)).await; // stale: probed at checkout
+    let conn = pool.get().await.unwrap();
+    assert_ne!(conn.id, id, "the out-of-step member was handed out");
+    assert!(!conn.in_flight);
+    drop(conn);
+    let evicted = pool.status().counters.evicted;
+    assert_eq!(evicted.get(EvictReason::BrokenOnCheckout), 1, "{evicted:?}");
+}
+
 /// Every level of every pool error says its own part once.
 #[test]
 fn error_chains_repeat_no_text() {

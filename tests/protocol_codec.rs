@@ -2,7 +2,9 @@
 //! before any allocation.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use livepool::protocol::{Flags, Frame, FrameCodec, HEADER_LEN, MAGIC, ProtocolError, Status};
+use livepool::protocol::{
+    Event, Flags, Frame, FrameCodec, HEADER_LEN, MAGIC, MAX_CONTROL_BODY, ProtocolError, Status,
+};
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -178,16 +180,22 @@ fn errors_explain_themselves() {
 
 fn any_frame() -> impl Strategy<Value = Frame> {
     (
-        0u8..8,
+        0u8..16,
         prop::sample::select(Status::ALL.to_vec()),
         any::<u64>(),
         prop::collection::vec(any::<u8>(), 0..=256),
     )
-        .prop_map(|(flags, status, id, body)| Frame {
-            flags: Flags::from_bits(flags).expect("only known bits generated"),
-            status,
-            id,
-            body: Bytes::from(body),
+        .prop_map(|(flags, status, id, mut body)| {
+            let flags = Flags::from_bits(flags).expect("only known bits generated");
+            if flags.contains(Flags::HEARTBEAT) || flags.contains(Flags::EVENT) {
+                body.truncate(MAX_CONTROL_BODY);
+            }
+            Frame {
+                flags,
+                status,
+                id,
+                body: Bytes::from(body),
+            }
         })
 }
 
@@ -237,4 +245,59 @@ proptest! {
             prop_assert!(matches!(at_eof, Err(ProtocolError::UnexpectedEof { buffered }) if buffered == cut), "{:?}", at_eof);
         }
     }
+}
+
+#[test]
+fn control_frames_over_their_own_limit_are_refused_from_the_header() {
+    // A heartbeat announcing more than MAX_CONTROL_BODY fails before the body
+    // arrives, even though the codec's business limit would allow it.
+    let mut wire = header(
+        MAGIC,
+        (Flags::REQUEST | Flags::TWO_WAY | Flags::HEARTBEAT).bits(),
+        0,
+        1,
+        MAX_CONTROL_BODY as u32 + 1,
+    );
+    match FrameCodec::new(LIMIT).decode(&mut wire) {
+        Err(ProtocolError::BodyTooLarge { max, .. }) => assert_eq!(max, MAX_CONTROL_BODY),
+        other => panic!("expected BodyTooLarge, got {other:?}"),
+    }
+    let mut event = Frame::event(Event::GoingAway);
+    event.body = Bytes::from(vec![1; MAX_CONTROL_BODY + 1]);
+    assert!(matches!(
+        FrameCodec::new(LIMIT).encode(event, &mut BytesMut::new()),
+        Err(ProtocolError::BodyTooLarge { .. })
+    ));
+}
+
+#[test]
+fn going_away_event_and_role_replies_round_trip() {
+    let event = Frame::event(Event::GoingAway);
+    let wire = encode(event.clone());
+    assert_eq!(wire[2], Flags::EVENT.bits());
+    let decoded = FrameCodec::new(LIMIT)
+        .decode(&mut BytesMut::from(&wire[..]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(decoded.announced_event(), Some(Event::GoingAway));
+
+    let probe = Frame::heartbeat(9);
+    for role in [
+        None,
+        Some(livepool::Role::Primary),
+        Some(livepool::Role::Replica),
+        Some(livepool::Role::ReadOnly),
+    ] {
+        let reply = probe.heartbeat_reply(role);
+        let decoded = FrameCodec::new(LIMIT)
+            .decode(&mut BytesMut::from(&encode(reply)[..]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(decoded.reported_role(), Ok(role));
+    }
+    // An empty heartbeat reply is what servers before roles sent: no role.
+    assert_eq!(
+        probe.reply(Status::Ok, Bytes::new()).reported_role(),
+        Ok(None)
+    );
 }

@@ -16,6 +16,7 @@ use crate::tcp::{self, ConnectError, TcpOptions};
 /// Opens the member's socket with livepool's options (keepalive,
 /// `TCP_USER_TIMEOUT`) and notes its local address, by which tests and
 /// operators find the connection in the server's own lists.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) async fn open_socket(
     addr: SocketAddr,
     opts: &TcpOptions,
@@ -68,18 +69,29 @@ impl Driver {
     pub(crate) fn has_stopped(&self) -> bool {
         self.task.is_finished()
     }
+
+    /// Waits at most `bound` for the driver to end on its own (the client
+    /// was dropped and the goodbye sent, or the peer closed), so a caller
+    /// can tell when the server-side session is gone. Returns whether it
+    /// ended; if not, dropping `self` gives it [`CLOSE_GRACE`] as usual.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) async fn stopped_within(mut self, bound: Duration) -> bool {
+        tokio::time::timeout(bound, &mut self.task).await.is_ok()
+    }
 }
 
 /// What a connection wrapper knows from its own commands: whether one is
 /// running (if the member comes back while it is, the command was cut off
 /// and the reply is still owed) and whether one failed in a way that
 /// leaves the connection unusable.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // the PostgreSQL adapter watches its wire instead
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
     in_flight: bool,
     failed: bool,
 }
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // the PostgreSQL adapter watches its wire instead
 impl Usage {
     /// Runs one command, flagged as in flight until it finishes; an error
     /// that `is_fatal` calls fatal marks the connection broken.

@@ -2,9 +2,12 @@
 //!
 //! | feature    | manager                                   | heartbeat                 |
 //! |------------|-------------------------------------------|---------------------------|
-//! | `redis`    | [`redis::RedisManager`]                   | `PING` answered `PONG`    |
-//! | `postgres` | [`postgres::PgManager`]                   | an empty simple query     |
-//! | `deadpool` | [`deadpool::DeadpoolManager`]             | the wrapped manager's `recycle` |
+//! | `redis`    | `redis::RedisManager`                   | `PING` answered `PONG`    |
+//! | `postgres` | `postgres::PgManager`                   | an empty simple query     |
+//! | `deadpool` | `deadpool::DeadpoolManager`             | the wrapped manager's `recycle` |
+//!
+//! (The managers named here exist only with their features on; docs.rs
+//! builds with all of them.)
 //!
 //! The Redis and PostgreSQL managers open their sockets with
 //! [`crate::tcp::connect`], so every member has kernel keepalive and
@@ -14,7 +17,7 @@
 //!
 //! ## Where the servers are
 //!
-//! [`redis::RedisManager::from_env`] and [`postgres::PgManager::from_env`]
+//! `redis::RedisManager::from_env` and `postgres::PgManager::from_env`
 //! (and this crate's tests and examples) read the server address from the
 //! environment:
 //!
@@ -23,7 +26,7 @@
 //! | `LIVEPOOL_REDIS_ADDR` | `127.0.0.1:6379` | no password, database 0 |
 //! | `LIVEPOOL_PG_ADDR`    | `127.0.0.1:5432` | user `postgres`, database `test`, trust authentication (no password), no TLS |
 //!
-//! Each is an `IP:port` pair; a host name is refused with an [`EnvAddrError`]
+//! Each is an `IP:port` pair; a host name is refused with an `EnvAddrError`
 //! rather than resolved, so nothing blocks on DNS.
 
 #[cfg(feature = "deadpool")]

@@ -1,45 +1,68 @@
 //! A [`Manager`] for PostgreSQL over `tokio-postgres` (feature `postgres`).
 //!
-//! The socket is opened by [`crate::tcp::connect`] (keepalive,
-//! `TCP_USER_TIMEOUT`, connect timeout) and handed to
-//! [`Config::connect_raw`], with TLS through any
-//! [`MakeTlsConnect`] (default [`NoTls`]). The `Connection` future that
-//! drives the socket runs in a task of its own that ends with the member. The
-//! heartbeat is an empty simple query: one round trip answered by the backend
-//! process, with no parsing, planning or locks.
+//! Built from the client's own [`Config`] or connection string
+//! ([`PgManager::from_config`], [`PgManager::from_conn_str`]): host names
+//! (resolved at every connect), several hosts tried in order, ports, user,
+//! database, `application_name`, and the config's keepalive, user-timeout
+//! and connect-timeout settings merged with the crate's [`TcpOptions`].
+//! Each socket is opened by [`crate::tcp`] and handed to
+//! [`Config::connect_raw`], with TLS through any [`MakeTlsConnect`]
+//! (default [`NoTls`]). The `Connection` future that drives the socket runs
+//! in a task of its own that ends with the member. The heartbeat is an
+//! empty simple query (one round trip answered by the backend process, with
+//! no parsing, planning or locks), or with [`track_roles`](PgManager::track_roles)
+//! the role query.
 //!
-//! Borrowed members are [`PgConnection`]s. Their query methods mirror
-//! [`Client`]'s and remember a query that was cut off (its future dropped
-//! before the reply came), so the pool evicts that member: the statement may
-//! still be running on the server, holding locks or a transaction open.
+//! Borrowed members are [`PgConnection`]s, which deref to
+//! [`Client`](tokio_postgres::Client) (so
+//! `&**conn` is a `GenericClient`) and notice a query cut off half way
+//! whichever way it was sent, so the pool evicts that member and
+//! [`close`](Manager::close) cancels the statement on the server before
+//! giving the member's place back.
 //!
 //! ```no_run
 //! use livepool::Pool;
 //! use livepool::adapters::postgres::PgManager;
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // LIVEPOOL_PG_ADDR or 127.0.0.1:5432; user postgres, database test.
-//! let pool = Pool::builder().max_size(8).build(PgManager::from_env()?)?;
-//! let mut conn = pool.get().await?;
+//! let manager = PgManager::from_conn_str("host=localhost user=postgres dbname=test")?;
+//! let pool = Pool::builder().max_size(8).build(manager)?;
+//! let conn = pool.get().await?;
 //! let row = conn.query_one("SELECT 1 + $1::int4", &[&41i32]).await?;
 //! assert_eq!(row.get::<_, i32>(0), 42);
 //! # Ok(()) }
 //! ```
 
+mod config;
+mod connection;
+mod error;
+mod role;
+mod wire;
+
+use std::any::TypeId;
 use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{
-    Client, Config, NoTls, Row, SimpleQueryMessage, Statement, ToStatement, Transaction,
-};
+use tokio_postgres::{Config, NoTls};
 
-use super::driver::{Driver, Usage, open_socket};
+pub use config::{DEFAULT_PORT, PgConfigError};
+pub use connection::PgConnection;
+pub use error::PgManagerError;
+
+use self::config::{Target, merge_tcp_options, targets};
+use self::connection::send_cancel;
+use self::role::{RoleRead, read_role};
+use self::wire::{Watched, WatchedTls, Wire};
+use super::driver::Driver;
 use super::env::{EnvAddrError, addr_from_env};
-use crate::tcp::{ConnectError, TcpOptions};
-use crate::{Condition, Manager};
+use crate::tcp::{self, TcpOptions};
+use crate::{Closing, Condition, Manager, Role};
 
 /// The environment variable [`PgManager::from_env`] reads.
 pub const ADDR_VAR: &str = "LIVEPOOL_PG_ADDR";
@@ -56,62 +79,149 @@ pub const DEFAULT_USER: &str = "postgres";
 /// The database [`PgManager::from_env`] opens.
 pub const DEFAULT_DBNAME: &str = "test";
 
-/// Makes, probes and judges connections to one PostgreSQL server.
+/// The default bound on one cancel request (connect, TLS, send).
+pub const DEFAULT_CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Makes, probes and judges connections to a PostgreSQL server (one of the
+/// config's hosts, tried in order).
 ///
-/// `T` makes the TLS session; [`NoTls`] by default, any
-/// `tokio-postgres` TLS connector (e.g. `postgres-native-tls`,
-/// `tokio-postgres-rustls`) through [`tls`](Self::tls).
+/// `T` makes the TLS session; [`NoTls`] by default, any `tokio-postgres`
+/// TLS connector (e.g. `tokio-postgres-rustls`, `postgres-native-tls`)
+/// through [`tls`](Self::tls); see `examples/postgres_tls.rs`.
 ///
 /// ```no_run
 /// use livepool::Pool;
 /// use livepool::adapters::postgres::PgManager;
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut config = tokio_postgres::Config::new();
-/// config.user("app").password("secret").dbname("orders");
-/// let manager = PgManager::new("127.0.0.1:5432".parse()?, config)
-///     .application_name("checkout-service");
+/// let manager = PgManager::from_conn_str(
+///     "host=db1.internal,db2.internal user=app password=secret dbname=orders \
+///      keepalives_idle=20 connect_timeout=3",
+/// )?
+/// .application_name("checkout-service")
+/// .track_roles(true);
 /// let pool = Pool::builder().max_size(16).build(manager)?;
 /// # drop(pool); Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct PgManager<T = NoTls> {
-    addr: SocketAddr,
+    targets: Arc<[Target]>,
     tcp: TcpOptions,
     config: Config,
     tls: T,
-    tls_domain: String,
+    tls_domain: Option<String>,
+    cancel_timeout: Duration,
+    track_roles: bool,
 }
 
 impl<T> fmt::Debug for PgManager<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Config's own Debug redacts the password.
         f.debug_struct("PgManager")
-            .field("addr", &self.addr)
+            .field("targets", &self.targets)
             .field("tcp", &self.tcp)
             .field("config", &self.config)
             .field("tls_domain", &self.tls_domain)
+            .field("cancel_timeout", &self.cancel_timeout)
+            .field("track_roles", &self.track_roles)
             .finish_non_exhaustive()
     }
 }
 
 impl PgManager<NoTls> {
-    /// A manager for the server at `addr`, logging in with `config` (user,
-    /// password, database, options, application name; its host and port
-    /// settings are ignored), without TLS, with the default [`TcpOptions`].
-    pub fn new(addr: SocketAddr, config: Config) -> Self {
+    /// A manager for the servers `config` names, without TLS.
+    ///
+    /// Hosts: each `host` (a name, resolved at every connect, every address
+    /// it resolves to tried in turn; or an IP) with its `port` (one for all,
+    /// one per host, or 5432) and `hostaddr` (connect there, keep the name
+    /// for TLS), tried in order until one accepts the session, or shuffled
+    /// per connect with `load_balance_hosts=random`. A host whose socket or
+    /// startup fails is skipped for the next, except a permanent failure
+    /// (a refused password or role, an unknown database), which ends the
+    /// walk as in libpq. A Unix-socket directory is refused with
+    /// [`PgConfigError::UnixSocket`]: what this crate adds (keepalive,
+    /// `TCP_USER_TIMEOUT`) is TCP's.
+    ///
+    /// Socket options, by one rule: **a setting the config makes explicitly
+    /// wins, every other one is the crate's default** ([`TcpOptions`], or
+    /// the options given to [`tcp_options`](Self::tcp_options)).
+    /// Explicit means different from `Config::new()`: `keepalives=0` turns
+    /// keepalive off; `keepalives_idle` (other than tokio-postgres's 2 h
+    /// default, which cannot be told from unset), `keepalives_interval` and
+    /// `keepalives_retries` replace those parts of the keepalive policy;
+    /// `tcp_user_timeout` replaces the user timeout (zero: the system
+    /// default); `connect_timeout` above zero replaces the connect timeout
+    /// (zero, libpq's "wait forever", keeps the crate's bound). The result
+    /// is [`tcp`](Self::tcp).
+    ///
+    /// The login (user, password, database, options, `application_name`,
+    /// `sslmode`) is sent as the config says.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use livepool::adapters::postgres::PgManager;
+    ///
+    /// let mut config = tokio_postgres::Config::new();
+    /// config.host("localhost").user("app").keepalives_idle(Duration::from_secs(20));
+    /// let manager = PgManager::from_config(config)?;
+    /// assert_eq!(manager.tcp().keepalive.unwrap().idle, Duration::from_secs(20));
+    /// // Not set in the config: the crate's 30 s user timeout.
+    /// assert_eq!(manager.tcp().user_timeout, Some(Duration::from_secs(30)));
+    /// # Ok::<(), livepool::adapters::postgres::PgConfigError>(())
+    /// ```
+    pub fn from_config(config: Config) -> Result<Self, PgConfigError> {
+        let targets = targets(&config)?;
+        let tcp = merge_tcp_options(&config, TcpOptions::default())?;
+        Ok(Self::plain(targets, tcp, config))
+    }
+
+    /// A manager with the defaults: no TLS, no role tracking.
+    fn plain(targets: Vec<Target>, tcp: TcpOptions, config: Config) -> Self {
         PgManager {
-            addr,
-            tcp: TcpOptions::default(),
+            targets: targets.into(),
+            tcp,
             config,
             tls: NoTls,
-            tls_domain: addr.ip().to_string(),
+            tls_domain: None,
+            cancel_timeout: DEFAULT_CANCEL_TIMEOUT,
+            track_roles: false,
         }
+    }
+
+    /// [`from_config`](Self::from_config) of a libpq-style connection
+    /// string (`host=localhost user=app dbname=orders` or
+    /// `postgresql://app@localhost/orders`).
+    ///
+    /// ```
+    /// use livepool::adapters::postgres::PgManager;
+    ///
+    /// let manager = PgManager::from_conn_str("host=localhost,10.0.0.2 port=5432 user=app")?;
+    /// let hosts: Vec<_> = manager.hosts().collect();
+    /// assert_eq!(hosts, [("localhost", 5432), ("10.0.0.2", 5432)]);
+    /// # Ok::<(), livepool::adapters::postgres::PgConfigError>(())
+    /// ```
+    pub fn from_conn_str(s: &str) -> Result<Self, PgConfigError> {
+        Self::from_config(s.parse().map_err(PgConfigError::Parse)?)
+    }
+
+    /// A manager for the server at `addr`, logging in with `config` (its
+    /// host and port settings are ignored; its socket settings merge as in
+    /// [`from_config`](Self::from_config)), without TLS.
+    pub fn new(addr: SocketAddr, config: Config) -> Self {
+        let target = Target {
+            host: addr.ip().to_string(),
+            addr: Some(addr.ip()),
+            port: addr.port(),
+        };
+        // Out-of-range values are reported by name at connect
+        // (`ConnectError::InvalidOptions`).
+        let tcp = config::merge_unchecked(&config, TcpOptions::default());
+        Self::plain(vec![target], tcp, config)
     }
 
     /// A manager for the server named by `LIVEPOOL_PG_ADDR` (or
     /// `127.0.0.1:5432`), as user `postgres` on database `test`, no password,
-    /// no TLS: the way this crate's tests and examples find their server.
+    /// no TLS: the way this crate's tests find their server.
     pub fn from_env() -> Result<Self, EnvAddrError> {
         let addr = addr_from_env(ADDR_VAR, DEFAULT_ADDR)?;
         let mut config = Config::new();
@@ -120,11 +230,21 @@ impl PgManager<NoTls> {
     }
 }
 
+impl FromStr for PgManager<NoTls> {
+    type Err = PgConfigError;
+
+    /// [`PgManager::from_conn_str`].
+    fn from_str(s: &str) -> Result<Self, PgConfigError> {
+        Self::from_conn_str(s)
+    }
+}
+
 impl<T> PgManager<T> {
-    /// Socket options for every connection (keepalive, `TCP_USER_TIMEOUT`,
-    /// connect timeout).
+    /// The crate's socket options for every connection (keepalive,
+    /// `TCP_USER_TIMEOUT`, connect timeout); settings the config makes
+    /// explicitly still win over these (see [`from_config`](PgManager::from_config)).
     pub fn tcp_options(mut self, tcp: TcpOptions) -> Self {
-        self.tcp = tcp;
+        self.tcp = config::merge_unchecked(&self.config, tcp);
         self
     }
 
@@ -135,21 +255,56 @@ impl<T> PgManager<T> {
         self
     }
 
-    /// Negotiates TLS with `tls`, checking the server's certificate against
-    /// `domain` (the address's IP until this is called).
-    pub fn tls<U>(self, tls: U, domain: impl Into<String>) -> PgManager<U> {
+    /// Negotiates TLS with `tls` (as the config's `sslmode` says), checking
+    /// each server's certificate against its host name (see
+    /// [`tls_domain`](Self::tls_domain)).
+    pub fn tls<U>(self, tls: U) -> PgManager<U> {
         PgManager {
-            addr: self.addr,
+            targets: self.targets,
             tcp: self.tcp,
             config: self.config,
             tls,
-            tls_domain: domain.into(),
+            tls_domain: self.tls_domain,
+            cancel_timeout: self.cancel_timeout,
+            track_roles: self.track_roles,
         }
     }
 
-    /// The server this manager connects to.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// Checks every server's certificate against `domain` instead of the
+    /// host's own name (for a server reached by IP, or through a tunnel).
+    pub fn tls_domain(mut self, domain: impl Into<String>) -> Self {
+        self.tls_domain = Some(domain.into());
+        self
+    }
+
+    /// Bounds each cancel request sent for a query cut off half way
+    /// (default [`DEFAULT_CANCEL_TIMEOUT`]).
+    pub fn cancel_timeout(mut self, timeout: Duration) -> Self {
+        self.cancel_timeout = timeout;
+        self
+    }
+
+    /// Reads the server's role at connect and with every heartbeat
+    /// (`pg_is_in_recovery()` and `transaction_read_only` in one simple
+    /// query: [`Role::Replica`], [`Role::ReadOnly`] or [`Role::Primary`]),
+    /// reports it through [`Manager::role`], and fails the heartbeat with
+    /// [`PgManagerError::RoleChanged`] when it changed since connect, so a
+    /// session on a demoted or promoted server is replaced. Off by default
+    /// (the heartbeat is then an empty query).
+    pub fn track_roles(mut self, on: bool) -> Self {
+        self.track_roles = on;
+        self
+    }
+
+    /// The hosts tried, in the config's order, with their ports.
+    pub fn hosts(&self) -> impl Iterator<Item = (&str, u16)> {
+        self.targets.iter().map(|t| (t.host.as_str(), t.port))
+    }
+
+    /// The socket options every connection gets: the config's explicit
+    /// settings merged over the crate's.
+    pub fn tcp(&self) -> &TcpOptions {
+        &self.tcp
     }
 
     /// The login settings sent in every handshake.
@@ -158,232 +313,170 @@ impl<T> PgManager<T> {
     }
 }
 
+impl<T> PgManager<T>
+where
+    T: MakeTlsConnect<TcpStream> + Clone + Send + Sync + 'static,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send + 'static,
+    <T::TlsConnect as TlsConnect<TcpStream>>::Future: Send + 'static,
+{
+    /// The startup settings: the config, except that with [`NoTls`] an
+    /// `sslmode=prefer` does not ask the server for TLS. (tokio-postgres
+    /// asks `NoTls` whether it can do TLS through a private method, which
+    /// the connector wrapped for watching the session cannot pass on.)
+    fn startup_config(&self) -> std::borrow::Cow<'_, Config> {
+        if TypeId::of::<T>() == TypeId::of::<NoTls>()
+            && self.config.get_ssl_mode() == SslMode::Prefer
+        {
+            let mut config = self.config.clone();
+            config.ssl_mode(SslMode::Disable);
+            std::borrow::Cow::Owned(config)
+        } else {
+            std::borrow::Cow::Borrowed(&self.config)
+        }
+    }
+
+    async fn connect_to(&self, target: &Target) -> Result<PgConnection, PgManagerError> {
+        let stream = match target.addr {
+            Some(ip) => tcp::connect(SocketAddr::new(ip, target.port), &self.tcp).await,
+            None => tcp::connect_host(&target.host, target.port, &self.tcp).await,
+        }
+        .map_err(PgManagerError::Connect)?;
+        let socket_error = |source| PgManagerError::Socket {
+            host: target.to_string(),
+            source,
+        };
+        let server = stream.peer_addr().map_err(socket_error)?;
+        let local_addr = stream.local_addr().map_err(socket_error)?;
+        let domain = self.tls_domain.as_deref().unwrap_or(&target.host);
+        let tls = self
+            .tls
+            .clone()
+            .make_tls_connect(domain)
+            .map_err(|e| PgManagerError::Tls {
+                host: domain.to_owned(),
+                source: e.into(),
+            })?;
+        let wire = Arc::new(Wire::default());
+        let (client, connection) = self
+            .startup_config()
+            .connect_raw(
+                Watched::new(stream, Arc::clone(&wire)),
+                WatchedTls::new(tls, Arc::clone(&wire)),
+            )
+            .await
+            .map_err(|source| PgManagerError::Handshake {
+                addr: server,
+                source,
+            })?;
+        wire.arm();
+        let driver = Driver::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(
+                    server = %server,
+                    error = &error as &dyn std::error::Error,
+                    "postgres connection ended"
+                );
+            }
+        });
+        let mut conn = PgConnection {
+            client,
+            driver,
+            wire,
+            local_addr,
+            server,
+            tls_domain: domain.to_owned(),
+            role: None,
+        };
+        if self.track_roles {
+            conn.role = Some(read_role(&conn.client).await.map_err(|e| match e {
+                RoleRead::Query(e) => PgManagerError::RoleQuery(e),
+                RoleRead::Answer => PgManagerError::UnexpectedRoleAnswer,
+            })?);
+        }
+        Ok(conn)
+    }
+}
+
 impl<T> Manager for PgManager<T>
 where
     T: MakeTlsConnect<TcpStream> + Clone + Send + Sync + 'static,
     T::Stream: Send + 'static,
-    T::TlsConnect: Send,
-    <T::TlsConnect as TlsConnect<TcpStream>>::Future: Send,
+    T::TlsConnect: Send + 'static,
+    <T::TlsConnect as TlsConnect<TcpStream>>::Future: Send + 'static,
 {
     type Connection = PgConnection;
     type Error = PgManagerError;
 
     async fn connect(&self) -> Result<PgConnection, PgManagerError> {
-        let addr = self.addr;
-        let (stream, local_addr) = open_socket(addr, &self.tcp)
-            .await
-            .map_err(PgManagerError::Connect)?;
-        let tls = self
-            .tls
-            .clone()
-            .make_tls_connect(&self.tls_domain)
-            .map_err(|e| PgManagerError::Tls {
-                addr,
-                source: e.into(),
-            })?;
-        let (client, connection) = self
-            .config
-            .connect_raw(stream, tls)
-            .await
-            .map_err(|source| PgManagerError::Handshake { addr, source })?;
-        let driver = Driver::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%addr, %error, "postgres connection ended");
+        let mut failures = Vec::new();
+        for target in self.targets.iter() {
+            match self.connect_to(target).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) if e.is_permanent() => return Err(e),
+                Err(e) => failures.push(e),
             }
-        });
-        Ok(PgConnection {
-            client,
-            driver,
-            usage: Usage::default(),
-            local_addr,
-        })
+        }
+        match failures.len() {
+            1 => Err(failures.remove(0)),
+            _ => Err(PgManagerError::EveryHost { failures }),
+        }
     }
 
     async fn heartbeat(&self, conn: &mut PgConnection) -> Result<(), PgManagerError> {
-        conn.simple_query("")
-            .await
-            .map(drop)
-            .map_err(PgManagerError::Heartbeat)
+        if !self.track_roles {
+            return conn
+                .client
+                .simple_query("")
+                .await
+                .map(drop)
+                .map_err(PgManagerError::Heartbeat);
+        }
+        let now = read_role(&conn.client).await.map_err(|e| match e {
+            RoleRead::Query(e) => PgManagerError::Heartbeat(e),
+            RoleRead::Answer => PgManagerError::UnexpectedRoleAnswer,
+        })?;
+        match conn.role.replace(now) {
+            Some(was) if was != now => Err(PgManagerError::RoleChanged { was, now }),
+            _ => Ok(()),
+        }
     }
 
     fn condition(&self, conn: &mut PgConnection) -> Condition {
         conn.condition()
     }
-}
 
-/// A pooled PostgreSQL session: the `tokio-postgres` [`Client`], the task
-/// driving its socket, and what its own queries have shown.
-///
-/// The query methods are [`Client`]'s, taking `&mut self` so they can note a
-/// query in flight. [`client`](Self::client) gives the plain client for
-/// anything else; queries made through it are not tracked.
-pub struct PgConnection {
-    client: Client,
-    driver: Driver,
-    usage: Usage,
-    local_addr: SocketAddr,
-}
+    fn is_permanent(&self, error: &PgManagerError) -> bool {
+        error.is_permanent()
+    }
 
-/// Errors after which the session cannot be trusted: the socket is gone, or
-/// the server ended the session (SQLSTATE class 08 connection exception,
-/// 57P operator intervention such as `pg_terminate_backend`).
-fn is_fatal(e: &tokio_postgres::Error) -> bool {
-    let by_server = e.code().is_some_and(|code| {
-        let code = code.code();
-        code.starts_with("08") || code.starts_with("57P")
-    });
-    let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
-    e.is_closed() || by_server || io
-}
+    fn role(&self, conn: &PgConnection) -> Option<Role> {
+        conn.role
+    }
 
-/// Methods of [`Client`] that run one statement with parameters, tracked.
-macro_rules! tracked_statements {
-    ($($(#[$doc:meta])* $name:ident -> $output:ty;)*) => {$(
-        $(#[$doc])*
-        pub async fn $name<S>(
-            &mut self,
-            statement: &S,
-            params: &[&(dyn ToSql + Sync)],
-        ) -> Result<$output, tokio_postgres::Error>
-        where
-            S: ?Sized + ToStatement,
-        {
-            let query = self.client.$name(statement, params);
-            self.usage.track(query, is_fatal).await
+    /// Ends the session before the member's place is given back: a query
+    /// still running (a reply owed) is cancelled with PostgreSQL's cancel
+    /// request, bounded by [`cancel_timeout`](PgManager::cancel_timeout);
+    /// then the client is dropped and the work ends when the task driving
+    /// the socket has (the server read `Terminate`, or closed it).
+    fn close(&self, conn: PgConnection) -> Closing {
+        if conn.driver.has_stopped() {
+            return Closing::done();
         }
-    )*};
-}
-
-/// Methods of [`Client`] that send a query string, tracked.
-macro_rules! tracked_strings {
-    ($($(#[$doc:meta])* $name:ident -> $output:ty;)*) => {$(
-        $(#[$doc])*
-        pub async fn $name(&mut self, query: &str) -> Result<$output, tokio_postgres::Error> {
-            let query = self.client.$name(query);
-            self.usage.track(query, is_fatal).await
-        }
-    )*};
-}
-
-impl PgConnection {
-    tracked_statements! {
-        /// [`Client::query`], tracked.
-        query -> Vec<Row>;
-        /// [`Client::query_one`], tracked.
-        query_one -> Row;
-        /// [`Client::query_opt`], tracked.
-        query_opt -> Option<Row>;
-        /// [`Client::execute`], tracked.
-        execute -> u64;
-    }
-
-    tracked_strings! {
-        /// [`Client::prepare`], tracked.
-        prepare -> Statement;
-        /// [`Client::simple_query`], tracked.
-        simple_query -> Vec<SimpleQueryMessage>;
-        /// [`Client::batch_execute`], tracked.
-        batch_execute -> ();
-    }
-
-    /// [`Client::transaction`]: `BEGIN` is tracked. A [`Transaction`]
-    /// dropped without commit sends `ROLLBACK` first, so the session comes
-    /// back to the pool in step whichever way the transaction ended.
-    pub async fn transaction(&mut self) -> Result<Transaction<'_>, tokio_postgres::Error> {
-        let PgConnection { client, usage, .. } = self;
-        usage.track(client.transaction(), is_fatal).await
-    }
-
-    /// The plain client, for what the methods above do not cover (`copy_in`,
-    /// `query_raw`, ...). Queries made through it are not tracked: a caller
-    /// that drops one half way should call
-    /// [`Pooled::mark_broken`](crate::Pooled::mark_broken).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// The local end of the socket, to find this session in
-    /// `pg_stat_activity` (`client_port`) or in a proxy's connection list.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// True once the session is over: the client is closed or the task
-    /// driving the socket has ended.
-    pub fn is_closed(&self) -> bool {
-        self.client.is_closed() || self.driver.has_stopped()
-    }
-
-    /// What the pool checks on checkout and return, without I/O: `Broken`
-    /// if the session is over or a query failed with a connection error,
-    /// `Dirty` if a query was cut off before its reply, else `Ready`.
-    pub fn condition(&self) -> Condition {
-        if self.client.is_closed() {
-            return Condition::Broken;
-        }
-        self.usage.condition(&self.driver)
-    }
-}
-
-impl fmt::Debug for PgConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgConnection")
-            .field("local_addr", &self.local_addr)
-            .field("condition", &self.condition())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a PostgreSQL connect or heartbeat failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum PgManagerError {
-    /// The TCP connection could not be opened.
-    Connect(ConnectError),
-    /// The TLS connector could not be set up for the server's name.
-    Tls {
-        /// The server.
-        addr: SocketAddr,
-        /// What the TLS library said.
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The server refused the startup: authentication, an unknown database
-    /// or user, too many connections, TLS negotiation.
-    Handshake {
-        /// The server.
-        addr: SocketAddr,
-        /// What `tokio-postgres` said.
-        source: tokio_postgres::Error,
-    },
-    /// The empty query did not come back: the session is closed or the
-    /// server is shutting down.
-    Heartbeat(tokio_postgres::Error),
-}
-
-impl fmt::Display for PgManagerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PgManagerError::Connect(e) => write!(f, "could not connect to PostgreSQL: {e}"),
-            PgManagerError::Tls { addr, source } => {
-                write!(f, "could not set up TLS for PostgreSQL at {addr}: {source}")
-            }
-            PgManagerError::Handshake { addr, source } => {
-                write!(f, "PostgreSQL at {addr} refused the session: {source}")
-            }
-            PgManagerError::Heartbeat(e) => {
-                write!(f, "PostgreSQL heartbeat (empty query) failed: {e}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for PgManagerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            PgManagerError::Connect(e) => Some(e),
-            PgManagerError::Tls { source, .. } => Some(&**source),
-            PgManagerError::Handshake { source, .. } => Some(source),
-            PgManagerError::Heartbeat(e) => Some(e),
-        }
+        let cancel = conn.wire.reply_owed().then(|| {
+            let tls = self
+                .tls
+                .clone()
+                .make_tls_connect(&conn.tls_domain)
+                .map_err(Into::into);
+            send_cancel(
+                conn.client.cancel_token(),
+                conn.server,
+                self.tcp.clone(),
+                tls,
+                self.cancel_timeout,
+            )
+        });
+        Closing::after(conn.shut_down(cancel))
     }
 }

@@ -172,7 +172,24 @@ impl Manager for RedisManager {
                 .await
                 .map_err(handshake)?;
         }
+        // The handshake proves little: the replies it waits for are answered
+        // at once even while the server is paused (`CLIENT PAUSE`) or still
+        // loading. One PING answered PONG proves the application serves
+        // commands, so a member is never admitted that fails its first use.
+        self.heartbeat(&mut conn).await?;
         Ok(conn)
+    }
+
+    /// Authentication refused (a wrong password or user, or none sent where
+    /// one is required) or a missing permission: retrying cannot help.
+    fn is_permanent(&self, error: &RedisManagerError) -> bool {
+        let redis_error = match error {
+            RedisManagerError::Handshake { source, .. } => source,
+            RedisManagerError::Heartbeat(e) => e,
+            _ => return false,
+        };
+        redis_error.kind() == ::redis::ErrorKind::AuthenticationFailed
+            || matches!(redis_error.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
     }
 
     async fn heartbeat(&self, conn: &mut RedisConnection) -> Result<(), RedisManagerError> {

@@ -525,8 +525,11 @@ impl<M: Manager> Shared<M> {
         hold.disarm();
         match result {
             Ok(()) => {
+                // The cheap check again: the answer may have brought bytes
+                // nobody asked for (a doubled reply), leaving it out of step;
+                // then `before_acquire`.
                 self.lock().lend(Held::Probing);
-                self.before_acquire(lender, member, attempt).await
+                self.acquire(lender, member, attempt).await
             }
             Err(failure) => {
                 self.evict(member, failure.probe_reason(), Held::Probing);

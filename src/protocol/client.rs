@@ -4,15 +4,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use super::codec::FrameCodec;
 use super::error::{ClientError, ProtocolError};
-use super::frame::{Frame, FrameKind, Status};
-use crate::Condition;
+use super::frame::{Event, Frame, FrameKind, Status};
 use crate::tcp::{self, TcpOptions, Tracked};
+use crate::{Condition, Role};
+
+/// Most event frames read in one [`RpcConnection::condition`] check: a
+/// server cannot keep a check busy by sending events without end.
+const MAX_EVENTS_PER_CHECK: usize = 8;
 
 /// How long a call or heartbeat waits for its reply unless told otherwise:
 /// long enough for any sane server, short enough that a hung one is noticed.
@@ -49,6 +53,15 @@ pub struct RpcConnection {
     /// set afterwards means the exchange was cut off half way.
     in_flight: bool,
     broken: bool,
+    /// The server sent [`Event::GoingAway`]: finish, then close.
+    going_away: bool,
+    /// A frame nobody asked for was read off the idle connection: the
+    /// stream is out of step.
+    stray: bool,
+    /// The role the latest heartbeat reply reported.
+    role: Option<Role>,
+    /// The role the first heartbeat reply reported (`None` before it).
+    first_role: Option<Option<Role>>,
 }
 
 impl RpcConnection {
@@ -67,6 +80,10 @@ impl RpcConnection {
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             in_flight: false,
             broken: false,
+            going_away: false,
+            stray: false,
+            role: None,
+            first_role: None,
         })
     }
 
@@ -111,36 +128,74 @@ impl RpcConnection {
     }
 
     /// One heartbeat round trip on this connection, answered by the server's
-    /// connection task: proves both the socket and the peer process alive.
+    /// connection task: proves both the socket and the peer process alive,
+    /// and learns the server's [`role`](Self::role).
     pub async fn heartbeat(&mut self) -> Result<(), ClientError> {
         let id = self.take_id();
         let reply = self.round_trip(Frame::heartbeat(id)).await?;
-        match reply.status {
-            Status::Ok => Ok(()),
-            status => Err(ClientError::Rejected {
-                status,
+        if reply.status != Status::Ok {
+            return Err(ClientError::Rejected {
+                status: reply.status,
                 body: reply.body,
-            }),
+            });
         }
+        match reply.reported_role() {
+            Ok(role) => {
+                self.role = role;
+                self.first_role.get_or_insert(role);
+                Ok(())
+            }
+            Err(code) => {
+                self.broken = true;
+                Err(ClientError::Protocol(ProtocolError::UnknownRole { code }))
+            }
+        }
+    }
+
+    /// The server's role as its latest heartbeat reply reported it; `None`
+    /// before the first heartbeat or if the server reports none.
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+
+    /// The role the first heartbeat reported, when the latest one differs:
+    /// the server changed role since this connection was made.
+    pub fn role_changed(&self) -> Option<(Option<Role>, Option<Role>)> {
+        match self.first_role {
+            Some(first) if first != self.role => Some((first, self.role)),
+            _ => None,
+        }
+    }
+
+    /// Whether the server said it is going away ([`Event::GoingAway`]).
+    pub fn is_going_away(&self) -> bool {
+        self.going_away
     }
 
     /// What this connection knows about itself, without waiting on I/O:
     /// `Broken` after any I/O or protocol error; `Dirty` if a request was cut
-    /// off half way or reply bytes sit unread; otherwise what the socket shows
-    /// (EOF, reset, or bytes arriving unasked).
-    pub fn condition(&self) -> Condition {
-        match self.stream_state() {
-            Condition::Ready => self.framed.get_ref().condition(),
-            known => known,
+    /// off half way or reply bytes sit unread; `Draining` once the server
+    /// said it is going away; otherwise what the socket shows (EOF, reset, or
+    /// bytes arriving unasked).
+    ///
+    /// Bytes waiting on an idle connection are read if they form whole event
+    /// frames (a going-away frame arrives unasked); anything else unasked
+    /// leaves the connection `Dirty` or `Broken`.
+    pub fn condition(&mut self) -> Condition {
+        if self.stream_state() == Condition::Ready || self.stream_state() == Condition::Draining {
+            match self.framed.get_ref().condition() {
+                Condition::Dirty => self.read_events(),
+                Condition::Ready | Condition::Draining => {}
+                Condition::Broken => return Condition::Broken,
+            }
         }
+        self.stream_state()
     }
 
-    /// What this connection's own bookkeeping says, without asking the
-    /// socket: enough to keep requests and replies in step, and free of
-    /// system calls, so every call can afford it.
     /// What the connection's own bookkeeping knows, with no system call: an
-    /// error seen, a request in flight, reply bytes read but not consumed.
-    /// [`condition`](Self::condition) adds a peek at the socket.
+    /// error seen, a request in flight, reply bytes read but not consumed, a
+    /// going-away frame received. [`condition`](Self::condition) adds a peek
+    /// at the socket.
     pub fn known_condition(&self) -> Condition {
         self.stream_state()
     }
@@ -148,10 +203,45 @@ impl RpcConnection {
     fn stream_state(&self) -> Condition {
         if self.broken {
             Condition::Broken
-        } else if self.in_flight || !self.framed.read_buffer().is_empty() {
+        } else if self.in_flight || self.stray || !self.framed.read_buffer().is_empty() {
             Condition::Dirty
+        } else if self.going_away {
+            Condition::Draining
         } else {
             Condition::Ready
+        }
+    }
+
+    /// Reads the frames already waiting on an idle connection, without
+    /// waiting for more: events are taken in; any other frame leaves the
+    /// connection `Dirty` (the server spoke out of turn), garbage or EOF
+    /// `Broken`. A frame only partly arrived stays in the read buffer, which
+    /// leaves the connection `Dirty` too.
+    fn read_events(&mut self) {
+        for _ in 0..MAX_EVENTS_PER_CHECK {
+            match self.framed.next().now_or_never() {
+                None => return,
+                Some(Some(Ok(frame))) if frame.is_event() => self.take_event(&frame),
+                Some(Some(Ok(_))) => {
+                    self.stray = true;
+                    return;
+                }
+                Some(_) => {
+                    self.broken = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Acts on an event frame; events this version does not know are ignored,
+    /// so a server may add new ones.
+    fn take_event(&mut self, frame: &Frame) {
+        if frame.announced_event() == Some(Event::GoingAway) {
+            if !self.going_away {
+                tracing::debug!(peer = ?self.peer_addr().ok(), "server is going away");
+            }
+            self.going_away = true;
         }
     }
 
@@ -165,8 +255,10 @@ impl RpcConnection {
     async fn round_trip(&mut self, request: Frame) -> Result<Frame, ClientError> {
         // Stray bytes on the socket need no peek here: a reply they belong
         // to would carry the wrong id and be caught below.
+        // A draining connection still serves its holder: the server
+        // finishes what arrives until the client closes.
         match self.stream_state() {
-            Condition::Ready => {}
+            Condition::Ready | Condition::Draining => {}
             condition => return Err(ClientError::Unusable { condition }),
         }
         self.in_flight = true;
@@ -189,9 +281,19 @@ impl RpcConnection {
         };
         let outcome = async {
             self.framed.send(request).await?;
-            let reply = match self.framed.next().await {
-                None => return Err(ClientError::Closed),
-                Some(reply) => reply?,
+            // Events may come first (bounded by the request timeout).
+            let reply = loop {
+                match self.framed.next().await {
+                    None => return Err(ClientError::Closed),
+                    Some(frame) => {
+                        let frame = frame?;
+                        if frame.is_event() {
+                            self.take_event(&frame);
+                            continue;
+                        }
+                        break frame;
+                    }
+                }
             };
             if reply.is_request() {
                 return Err(ClientError::UnexpectedFrame {

@@ -10,7 +10,13 @@ use super::frame::{Flags, Frame, HEADER_LEN, MAGIC, Status};
 /// small enough that a corrupt length cannot exhaust memory.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// The frame codec, with a body-size limit checked against the header
+/// Largest body of a control frame (heartbeat or event), whatever the codec's
+/// own limit: they carry a code byte or two, so a peer announcing more is
+/// broken or hostile and is refused before anything is buffered for it.
+pub const MAX_CONTROL_BODY: usize = 64;
+
+/// The frame codec, with a body-size limit (and the smaller
+/// [`MAX_CONTROL_BODY`] for heartbeats and events) checked against the header
 /// *before* any buffer is grown, so a peer announcing a 4 GiB body costs
 /// nothing but an error.
 ///
@@ -83,7 +89,16 @@ impl FrameCodec {
         let code = src.get_u8();
         let status = Status::from_code(code).ok_or(ProtocolError::UnknownStatus { code })?;
         let id = src.get_u64();
-        let body_len = self.check_len(u64::from(src.get_u32()))?;
+        let announced = u64::from(src.get_u32());
+        if (flags.contains(Flags::HEARTBEAT) || flags.contains(Flags::EVENT))
+            && announced > MAX_CONTROL_BODY as u64
+        {
+            return Err(ProtocolError::BodyTooLarge {
+                len: announced,
+                max: MAX_CONTROL_BODY,
+            });
+        }
+        let body_len = self.check_len(announced)?;
         Ok(Header {
             flags,
             status,
@@ -133,6 +148,12 @@ impl Encoder<Frame> for FrameCodec {
     type Error = ProtocolError;
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        if frame.is_control() && frame.body.len() > MAX_CONTROL_BODY {
+            return Err(ProtocolError::BodyTooLarge {
+                len: frame.body.len() as u64,
+                max: MAX_CONTROL_BODY,
+            });
+        }
         let body_len = self.check_len(frame.body.len() as u64)?;
         // check_len capped the limit at u32::MAX, so this cannot truncate.
         let wire_len = body_len as u32;

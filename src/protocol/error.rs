@@ -9,7 +9,19 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::frame::{FrameKind, Status};
-use crate::Condition;
+use crate::{Condition, Role};
+
+/// A role or "none", for messages.
+struct RoleName(Option<Role>);
+
+impl fmt::Display for RoleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(role) => role.fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}
 use crate::tcp::ConnectError;
 
 /// The byte stream broke the protocol's rules (or the socket under it failed).
@@ -47,6 +59,11 @@ pub enum ProtocolError {
         /// Bytes of the incomplete frame that had arrived.
         buffered: usize,
     },
+    /// A heartbeat reply reported a role code this version does not know.
+    UnknownRole {
+        /// The code byte as received.
+        code: u8,
+    },
     /// Reading or writing the socket failed.
     Io(io::Error),
 }
@@ -73,6 +90,9 @@ impl fmt::Display for ProtocolError {
                 f,
                 "connection closed in the middle of a frame ({buffered} bytes of it received)"
             ),
+            Self::UnknownRole { code } => {
+                write!(f, "heartbeat reply reports unknown role code {code}")
+            }
             Self::Io(_) => f.write_str("socket I/O failed"),
         }
     }
@@ -145,6 +165,16 @@ pub enum ClientError {
         /// Its condition when the call was refused.
         condition: Condition,
     },
+    /// The server's role is not the one it had when this connection was made
+    /// (an [`RpcManager`](super::RpcManager) that tracks roles reports it from
+    /// the heartbeat, so the pool evicts the member). The connection works;
+    /// what it is connected *to* changed.
+    RoleChanged {
+        /// The role at connect.
+        from: Option<Role>,
+        /// The role now.
+        to: Option<Role>,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -175,6 +205,12 @@ impl fmt::Display for ClientError {
             Self::Unusable { condition } => write!(
                 f,
                 "connection not used: it is {condition:?} after an earlier failure or cancellation"
+            ),
+            Self::RoleChanged { from, to } => write!(
+                f,
+                "the server's role changed from {} to {}",
+                RoleName(*from),
+                RoleName(*to)
             ),
         }
     }

@@ -5,15 +5,32 @@
 //! | bytes | field       | meaning                                                  |
 //! |-------|-------------|----------------------------------------------------------|
 //! | 0..2  | magic       | [`MAGIC`]: rejects a peer speaking something else at once |
-//! | 2     | flags       | [`Flags`]: request / two-way / heartbeat bits            |
+//! | 2     | flags       | [`Flags`]: request / two-way / heartbeat / event bits    |
 //! | 3     | status      | [`Status`] of a reply; `Ok` in requests                  |
 //! | 4..12 | request id  | chosen by the client, echoed by the reply                |
 //! | 12..16| body length | checked against the codec's limit before any allocation  |
+//!
+//! Control frames (heartbeats and events) carry at most
+//! [`MAX_CONTROL_BODY`](super::MAX_CONTROL_BODY) bytes:
+//!
+//! * a heartbeat reply's body is empty (the server reports no role: what
+//!   servers before roles sent) or starts with one [`Role`] code byte (1
+//!   primary, 2 replica, 3 read-only); further bytes are reserved and ignored.
+//!   Clients before roles ignore the body, so the change is backward compatible.
+//! * an event frame (flag [`Flags::EVENT`], server to client, id 0, never
+//!   answered) starts with one [`Event`] code byte. The only event is
+//!   [`Event::GoingAway`]: the server is shutting down gracefully, finishes
+//!   what is in flight, and the client should not start anything new on this
+//!   connection (Dubbo's READONLY event, HTTP/2's GOAWAY). A client that does
+//!   not know the bit reports a protocol error and closes the connection,
+//!   which is what the server asked for anyway.
 
 use std::fmt;
 use std::ops::BitOr;
 
 use bytes::Bytes;
+
+use crate::Role;
 
 /// First two bytes of every frame. A stream that does not start with them is
 /// not speaking this protocol, and the codec refuses it before reading further.
@@ -37,8 +54,11 @@ impl Flags {
     /// An in-band liveness probe (or its answer), handled by the peer's
     /// connection task and never by business handlers.
     pub const HEARTBEAT: Flags = Flags(0b0000_0100);
+    /// A server-to-client event ([`Event`]), sent unasked and never
+    /// answered.
+    pub const EVENT: Flags = Flags(0b0000_1000);
 
-    const KNOWN: u8 = Self::REQUEST.0 | Self::TWO_WAY.0 | Self::HEARTBEAT.0;
+    const KNOWN: u8 = Self::REQUEST.0 | Self::TWO_WAY.0 | Self::HEARTBEAT.0 | Self::EVENT.0;
 
     /// Accepts only the bits this version understands, so the codec can
     /// report anything else as a protocol error.
@@ -133,6 +153,8 @@ pub enum FrameKind {
     HeartbeatRequest,
     /// The answer to a liveness probe.
     HeartbeatReply,
+    /// A server-to-client [`Event`], such as going away.
+    Event,
 }
 
 impl fmt::Display for FrameKind {
@@ -142,6 +164,7 @@ impl fmt::Display for FrameKind {
             FrameKind::Reply => "business reply",
             FrameKind::HeartbeatRequest => "heartbeat request",
             FrameKind::HeartbeatReply => "heartbeat reply",
+            FrameKind::Event => "event",
         };
         f.write_str(text)
     }
@@ -192,6 +215,34 @@ impl Frame {
         }
     }
 
+    /// The event frame announcing `event`: server to client, id 0, never
+    /// answered.
+    ///
+    /// ```
+    /// use livepool::protocol::{Event, Frame, FrameKind};
+    /// let frame = Frame::event(Event::GoingAway);
+    /// assert_eq!(frame.kind(), FrameKind::Event);
+    /// assert_eq!(frame.announced_event(), Some(Event::GoingAway));
+    /// ```
+    pub fn event(event: Event) -> Frame {
+        Frame {
+            flags: Flags::EVENT,
+            status: Status::Ok,
+            id: 0,
+            body: Bytes::from_static(event.wire()),
+        }
+    }
+
+    /// A heartbeat reply reporting `role` (none: an empty body, as servers
+    /// before roles answered).
+    pub fn heartbeat_reply(&self, role: Option<Role>) -> Frame {
+        let body = match role {
+            None => Bytes::new(),
+            Some(role) => Bytes::from_static(role_wire(role)),
+        };
+        self.reply(Status::Ok, body)
+    }
+
     /// The answer to this frame: same id, same heartbeat bit, request bits
     /// cleared. Building replies only this way keeps them matched to requests.
     pub fn reply(&self, status: Status, body: Bytes) -> Frame {
@@ -222,13 +273,92 @@ impl Frame {
         self.flags.contains(Flags::HEARTBEAT)
     }
 
+    /// Whether this is a server-to-client event.
+    pub fn is_event(&self) -> bool {
+        self.flags.contains(Flags::EVENT)
+    }
+
+    /// Whether this is a heartbeat or an event, whose body the codec bounds
+    /// by [`MAX_CONTROL_BODY`](super::MAX_CONTROL_BODY).
+    pub fn is_control(&self) -> bool {
+        self.is_heartbeat() || self.is_event()
+    }
+
+    /// The event an event frame announces; `None` for other frames and for
+    /// event codes this version does not know.
+    pub fn announced_event(&self) -> Option<Event> {
+        if !self.is_event() {
+            return None;
+        }
+        self.body.first().and_then(|code| Event::from_code(*code))
+    }
+
+    /// The role a heartbeat reply reports: `Ok(None)` for an empty body
+    /// (a server that reports none), an error for an unknown role code.
+    pub fn reported_role(&self) -> Result<Option<Role>, u8> {
+        match self.body.first() {
+            None => Ok(None),
+            Some(1) => Ok(Some(Role::Primary)),
+            Some(2) => Ok(Some(Role::Replica)),
+            Some(3) => Ok(Some(Role::ReadOnly)),
+            Some(other) => Err(*other),
+        }
+    }
+
     /// The frame's role, from its flags.
     pub fn kind(&self) -> FrameKind {
+        if self.is_event() {
+            return FrameKind::Event;
+        }
         match (self.is_request(), self.is_heartbeat()) {
             (true, false) => FrameKind::Request,
             (false, false) => FrameKind::Reply,
             (true, true) => FrameKind::HeartbeatRequest,
             (false, true) => FrameKind::HeartbeatReply,
         }
+    }
+}
+
+/// The one-byte wire code of a role in a heartbeat reply.
+fn role_wire(role: Role) -> &'static [u8] {
+    match role {
+        Role::Primary => &[1],
+        Role::Replica => &[2],
+        Role::ReadOnly => &[3],
+    }
+}
+
+/// What an event frame announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Event {
+    /// The server is shutting down gracefully: it finishes the requests in
+    /// flight and serves what arrives until the client closes, but the client
+    /// should start nothing new on this connection and close it once idle.
+    GoingAway,
+}
+
+impl Event {
+    /// Decodes the event code byte; `None` for codes this version does not know.
+    pub const fn from_code(code: u8) -> Option<Event> {
+        match code {
+            1 => Some(Event::GoingAway),
+            _ => None,
+        }
+    }
+
+    /// The event's body on the wire.
+    fn wire(self) -> &'static [u8] {
+        match self {
+            Event::GoingAway => &[1],
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Event::GoingAway => "going away",
+        })
     }
 }

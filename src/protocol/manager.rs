@@ -30,6 +30,7 @@ pub struct RpcManager {
     tcp: TcpOptions,
     max_body: usize,
     request_timeout: Option<Duration>,
+    track_roles: bool,
 }
 
 impl RpcManager {
@@ -41,6 +42,7 @@ impl RpcManager {
             tcp: TcpOptions::default(),
             max_body: DEFAULT_MAX_BODY,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            track_roles: false,
         }
     }
 
@@ -64,9 +66,37 @@ impl RpcManager {
         self
     }
 
+    /// Track the server's role (reported in every heartbeat reply):
+    /// [`Manager::role`] reports it, the heartbeat fails with
+    /// [`ClientError::RoleChanged`] once it differs from the role at
+    /// connect (so the pool evicts the member), and such a member is
+    /// [`Draining`](Condition::Draining): never handed out again. Off by
+    /// default: then `role` is `None`.
+    ///
+    /// ```
+    /// use livepool::protocol::RpcManager;
+    /// let manager = RpcManager::new("127.0.0.1:7000".parse().unwrap()).track_roles(true);
+    /// # let _ = manager;
+    /// ```
+    pub fn track_roles(mut self, track: bool) -> Self {
+        self.track_roles = track;
+        self
+    }
+
     /// The server this manager connects to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+}
+
+impl RpcManager {
+    /// A member whose server changed role drains, when roles are tracked.
+    fn with_role(&self, conn: &RpcConnection, condition: Condition) -> Condition {
+        if condition == Condition::Ready && self.track_roles && conn.role_changed().is_some() {
+            Condition::Draining
+        } else {
+            condition
+        }
     }
 }
 
@@ -88,17 +118,26 @@ impl Manager for RpcManager {
     }
 
     async fn heartbeat(&self, conn: &mut RpcConnection) -> Result<(), ClientError> {
-        conn.heartbeat().await
+        conn.heartbeat().await?;
+        match conn.role_changed() {
+            Some((from, to)) if self.track_roles => Err(ClientError::RoleChanged { from, to }),
+            _ => Ok(()),
+        }
     }
 
     fn condition(&self, conn: &mut RpcConnection) -> Condition {
-        conn.condition()
+        let condition = conn.condition();
+        self.with_role(conn, condition)
     }
 
     /// No peek on return: the connection was in use a moment ago, and its
     /// bookkeeping knows whether a request was cut off or an error seen.
     /// Bytes nobody asked for are found by the next checkout's peek.
     fn condition_on_return(&self, conn: &mut RpcConnection) -> Condition {
-        conn.known_condition()
+        self.with_role(conn, conn.known_condition())
+    }
+
+    fn role(&self, conn: &RpcConnection) -> Option<crate::Role> {
+        if self.track_roles { conn.role() } else { None }
     }
 }

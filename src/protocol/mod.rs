@@ -6,6 +6,14 @@
 //! answer with the wrong request id, and the [`RpcConnection`] turns each of
 //! those into a typed error and a [`Condition`](crate::Condition) the pool acts on.
 //!
+//! Two additions serve the endpoint layer: a server
+//! reports its [`Role`](crate::Role) in every heartbeat reply
+//! ([`ServerHandle::set_role`]; [`RpcManager::track_roles`] evicts members
+//! whose server changed role), and a graceful shutdown
+//! ([`ServerHandle::shutdown_gracefully`]) sends a going-away [`Event`] on
+//! every connection, which turns it [`Draining`](crate::Condition::Draining):
+//! finished, never handed out again, closed without an error.
+//!
 //! ```no_run
 //! use bytes::Bytes;
 //! use livepool::Manager;
@@ -29,8 +37,8 @@ mod manager;
 mod server;
 
 pub use client::{DEFAULT_REQUEST_TIMEOUT, RpcConnection};
-pub use codec::{DEFAULT_MAX_BODY, FrameCodec};
+pub use codec::{DEFAULT_MAX_BODY, FrameCodec, MAX_CONTROL_BODY};
 pub use error::{BindError, ClientError, ProtocolError};
-pub use frame::{Flags, Frame, FrameKind, HEADER_LEN, MAGIC, Status};
+pub use frame::{Event, Flags, Frame, FrameKind, HEADER_LEN, MAGIC, Status};
 pub use manager::RpcManager;
 pub use server::{Echo, Handler, Reply, Server, ServerHandle, ServerMode};

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::codec::{DEFAULT_MAX_BODY, FrameCodec};
 use super::error::BindError;
-use super::frame::{Frame, Status};
+use super::frame::{Event, Frame, Status};
+use crate::Role;
 
 /// The business side of a server: turns a request body into a reply.
 ///
@@ -191,9 +192,12 @@ impl<H: Handler> Server<H> {
         let (mode, _) = watch::channel(ServerMode::Normal);
         let shared = Arc::new(Shared {
             mode,
+            role: AtomicU8::new(role_code(Some(Role::Primary))),
             requests: AtomicU64::new(0),
             heartbeats: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
+            going_away: CancellationToken::new(),
+            grace: Mutex::new(Duration::ZERO),
         });
         let cancel = CancellationToken::new();
         let accept = AcceptLoop {
@@ -227,14 +231,39 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[derive(Debug)]
 struct Shared {
     mode: watch::Sender<ServerMode>,
+    /// The role reported in heartbeat replies ([`role_code`]).
+    role: AtomicU8,
     requests: AtomicU64,
     heartbeats: AtomicU64,
     connections: AtomicUsize,
+    /// Cancelled when a graceful shutdown begins.
+    going_away: CancellationToken,
+    /// How long a graceful shutdown waits for clients to close.
+    grace: Mutex<Duration>,
 }
 
 impl Shared {
     fn mode(&self) -> ServerMode {
         *self.mode.borrow()
+    }
+
+    fn role(&self) -> Option<Role> {
+        match self.role.load(Ordering::Relaxed) {
+            1 => Some(Role::Primary),
+            2 => Some(Role::Replica),
+            3 => Some(Role::ReadOnly),
+            _ => None,
+        }
+    }
+}
+
+/// A role as stored in [`Shared::role`]; 0 is "reports none".
+fn role_code(role: Option<Role>) -> u8 {
+    match role {
+        None => 0,
+        Some(Role::Primary) => 1,
+        Some(Role::Replica) => 2,
+        Some(Role::ReadOnly) => 3,
     }
 }
 
@@ -279,10 +308,55 @@ impl ServerHandle {
         self.shared.mode.send_replace(mode);
     }
 
+    /// The role heartbeat replies report (a new server reports
+    /// [`Role::Primary`]).
+    pub fn role(&self) -> Option<Role> {
+        self.shared.role()
+    }
+
+    /// Changes the role reported in every heartbeat reply from now on, on
+    /// every connection: how tests stage a failover. `None` reports no role,
+    /// as servers before roles did.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use livepool::Role;
+    /// use livepool::protocol::Server;
+    /// let server = Server::new().bind("127.0.0.1:0".parse()?).await?;
+    /// server.set_role(Role::Replica); // demoted: clients tracking roles evict their members
+    /// # Ok(()) }
+    /// ```
+    pub fn set_role(&self, role: impl Into<Option<Role>>) {
+        self.shared
+            .role
+            .store(role_code(role.into()), Ordering::Relaxed);
+    }
+
+    /// Shuts down gracefully, as a server being restarted on purpose should:
+    /// stops accepting, sends a going-away event ([`Event::GoingAway`]) on
+    /// every connection, keeps serving whatever arrives until each client
+    /// closes its connection, and after `grace` closes the ones left. Returns
+    /// when every connection is closed. Clients of this crate mark such a
+    /// connection draining, so a pool closes it when it is next idle and no
+    /// caller sees an error.
+    pub async fn shutdown_gracefully(&self, grace: Duration) {
+        *self
+            .shared
+            .grace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = grace;
+        self.shared.going_away.cancel();
+        self.join().await;
+    }
+
     /// Closes the listener and every connection, and waits until all are
     /// closed, so the port can be bound again at once. Idempotent.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
+        self.join().await;
+    }
+
+    async fn join(&self) {
         let task = self
             .task
             .lock()
@@ -321,6 +395,12 @@ impl<H: Handler> AcceptLoop<H> {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
+                () = self.shared.going_away.cancelled() => {
+                    drop(self.listener);
+                    drain(&mut connections, &self.shared, &cancel).await;
+                    connections.shutdown().await;
+                    return;
+                }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 (slot, accepted) = next => match (slot, accepted) {
                     (Ok(slot), Ok((stream, peer))) => {
@@ -348,6 +428,22 @@ impl<H: Handler> AcceptLoop<H> {
         drop(self.listener);
         // Aborting drops every connection's socket, which closes it.
         connections.shutdown().await;
+    }
+}
+
+/// A graceful shutdown's wait: until every client closed its connection, the
+/// grace period ran out, or a hard shutdown was asked for.
+async fn drain(connections: &mut JoinSet<()>, shared: &Shared, cancel: &CancellationToken) {
+    let grace = *shared.grace.lock().unwrap_or_else(PoisonError::into_inner);
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            () = &mut deadline => return,
+            next = connections.join_next() => if next.is_none() { return },
+        }
     }
 }
 
@@ -381,9 +477,17 @@ impl<H: Handler> ServerConnection<H> {
         let _ = stream.set_nodelay(true);
         let mut framed = Framed::new(stream, FrameCodec::new(self.limits.max_body));
         let mut pending = FuturesUnordered::<PendingReply>::new();
+        let mut announced = false;
         loop {
             let may_read = pending.len() < self.limits.max_in_flight;
             tokio::select! {
+                () = self.shared.going_away.cancelled(), if !announced => {
+                    announced = true;
+                    if let Err(err) = framed.send(Frame::event(Event::GoingAway)).await {
+                        tracing::debug!(%peer, error = %err, "write failed, closing");
+                        break;
+                    }
+                }
                 Some(reply) = pending.next(), if !pending.is_empty() => {
                     let Some(reply) = reply else { continue };
                     if self.shared.mode() == ServerMode::Hang {
@@ -435,21 +539,25 @@ impl<H: Handler> ServerConnection<H> {
         };
         let wrong_id = mode == ServerMode::WrongId;
         let handler = Arc::clone(&self.handler);
+        let shared = Arc::clone(&self.shared);
         let max_body = self.limits.max_body;
         Some(Box::pin(async move {
             if let Some(delay) = delay {
                 tokio::time::sleep(delay).await;
             }
-            let reply = if request.is_heartbeat() {
-                Reply::ok(Bytes::new())
-            } else {
-                let body = request.body.clone();
-                fit(handler.handle(body).await, max_body)
-            };
             if !request.is_two_way() {
+                if !request.is_heartbeat() {
+                    let _ = handler.handle(request.body.clone()).await;
+                }
                 return None;
             }
-            let mut frame = request.reply(reply.status, reply.body);
+            let mut frame = if request.is_heartbeat() {
+                // The role as of the reply, not of the request's arrival.
+                request.heartbeat_reply(shared.role())
+            } else {
+                let reply = fit(handler.handle(request.body.clone()).await, max_body);
+                request.reply(reply.status, reply.body)
+            };
             if wrong_id {
                 frame.id = frame.id.wrapping_add(1);
             }

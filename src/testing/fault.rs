@@ -6,6 +6,7 @@ use std::time::Duration;
 /// pooled connection meets in production, so tests can check that the pool
 /// notices it and how fast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Fault {
     /// Forward both ways unchanged: a healthy network.
     #[default]

@@ -23,6 +23,9 @@ pub enum Death {
     Panics,
     /// The manager's heartbeat alone panics; the cheap check passes.
     HeartbeatPanics,
+    /// The heartbeat is answered twice: it succeeds, but leaves a stray
+    /// reply unread (the connection is out of step).
+    DoubledReply,
 }
 
 #[derive(Default, Debug)]
@@ -211,6 +214,10 @@ impl Manager for FakeManager {
             }
             Some(Death::Panics | Death::HeartbeatPanics) => {
                 panic!("bug in the manager's heartbeat")
+            }
+            Some(Death::DoubledReply) => {
+                conn.in_flight = true;
+                Ok(())
             }
             Some(_) => Err(FakeError("peer gone")),
         };
