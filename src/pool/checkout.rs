@@ -146,6 +146,17 @@ impl<E> Attempt<E> {
         })
     }
 
+    /// What the checkout was doing when its time ran out, as its last
+    /// failure says: a checkout retries after probes and hooks, and backs
+    /// off after connects.
+    fn phase(&self) -> Phase {
+        match self.cause {
+            Some(Cause::Probe(_) | Cause::ProbeTimedOut(_)) => Phase::Probing,
+            Some(Cause::Hook { hook, .. }) => Phase::Hook(hook),
+            _ => Phase::Connecting,
+        }
+    }
+
     /// What a checkout that waited inline knows when it moves to the slow path.
     fn after_wait(deadline: Deadline, retried: bool) -> Self {
         Attempt {
@@ -293,12 +304,7 @@ impl<M: Manager> Shared<M> {
             // Every retry checks the deadline: a loop of dead members or
             // failed connects must not outlive `wait_timeout`.
             if Instant::now() >= attempt.deadline(self).at {
-                let phase = match attempt.cause {
-                    Some(Cause::Probe(_) | Cause::ProbeTimedOut(_)) => Phase::Probing,
-                    Some(Cause::Hook { hook, .. }) => Phase::Hook(hook),
-                    _ => Phase::Connecting,
-                };
-                return Err(self.timed_out(phase, attempt.cause.take()));
+                return Err(self.timed_out(attempt.phase(), attempt.cause.take()));
             }
         }
     }
@@ -355,7 +361,7 @@ impl<M: Manager> Shared<M> {
             biased;
             received = self.wait(rx) => received,
             () = tokio::time::sleep_until(resume) => return (resume >= deadline.at)
-                .then(|| Err(self.timed_out(Phase::Connecting, attempt.cause.take()))),
+                .then(|| Err(self.timed_out(attempt.phase(), attempt.cause.take()))),
         };
         match received {
             Ok(Grant::Member(member)) => match self.acquire(lender, member, attempt).await {
@@ -368,9 +374,7 @@ impl<M: Manager> Shared<M> {
                 self.redispatch(Grant::Capacity);
                 None
             }
-            Ok(Grant::TimedOut) => {
-                Some(Err(self.timed_out(Phase::Connecting, attempt.cause.take())))
-            }
+            Ok(Grant::TimedOut) => Some(Err(self.timed_out(attempt.phase(), attempt.cause.take()))),
             Ok(Grant::Recheck) => None,
             Err(e) => Some(Err(e)),
         }

@@ -208,9 +208,10 @@ impl<C> HooksFor<C> for Hooks<C> {
 pub(crate) const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl<M: Manager> Shared<M> {
-    /// What a hook is told about `member`, from the coarse clock.
+    /// What a hook is told about `member`. Reads the clock: a hook awaits
+    /// anyway, and a stale coarse clock would make a member look younger.
     pub(crate) fn member_info(&self, member: &Member<M::Connection>) -> MemberInfo {
-        let now = self.clock.now_ms();
+        let now = self.clock.refresh();
         MemberInfo {
             id: member.id,
             age: Duration::from_millis(now.saturating_sub(member.created_ms)),

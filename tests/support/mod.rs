@@ -65,6 +65,8 @@ pub struct FakeConn {
     pub id: u64,
     /// Set by a caller to simulate a request cut off half way.
     pub in_flight: bool,
+    /// Session state a hook sets up (`SET search_path`, say).
+    pub session: Option<String>,
     shared: Arc<Shared>,
 }
 
@@ -191,6 +193,7 @@ impl Manager for FakeManager {
         Ok(FakeConn {
             id: self.shared.next_id.fetch_add(1, Ordering::SeqCst),
             in_flight: false,
+            session: None,
             shared: Arc::clone(&self.shared),
         })
     }
