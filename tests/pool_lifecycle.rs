@@ -51,13 +51,19 @@ async fn after_connect_runs_on_every_new_member_before_it_is_admitted() {
         })
         .build(manager.clone())
         .unwrap();
-    // The refill's members (min_idle) and a checkout's own connect alike.
-    pool.ready(Duration::from_secs(1)).await.unwrap();
+    // The background refill's members (min_idle) ...
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(pool.status().idle, 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // ... and a checkout's own connect alike.
     let held: Vec<_> = [pool.get().await.unwrap(), pool.get().await.unwrap()].into();
     let third = pool.get().await.unwrap();
     for conn in held.iter().chain([&third]) {
         assert_eq!(conn.session.as_deref(), Some("search_path=app"));
     }
+    // The refill tops the idle set up again; once its hooks have run, every
+    // connection made has been through the hook.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(calls.load(Ordering::SeqCst), manager.connects());
     assert_consistent(&pool.status());
 }
