@@ -231,3 +231,115 @@ async fn an_unreachable_server_is_a_typed_error_naming_the_address() {
         other => panic!("expected a connect error, got {other:?}"),
     }
 }
+
+/// Sessions under `name` that are still running a statement (not idle).
+async fn active_count(admin: &Client, name: &str) -> usize {
+    let row = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE application_name = $1 AND state = 'active'",
+            &[&name],
+        )
+        .await
+        .expect("pg_stat_activity");
+    row.get::<_, i64>(0) as usize
+}
+
+/// Ten `pg_sleep(3)` statements cut off at 200 ms by four callers sharing a
+/// pool of two: the pool never holds more server sessions than `max_size`
+/// (a cut-off member keeps its place until its cancel request and close are
+/// done), and every cut-off statement is gone from the server within a second
+/// of the last cut, not three.
+#[tokio::test]
+async fn a_cancel_storm_never_holds_more_sessions_than_max_size() {
+    const MAX_SIZE: usize = 2;
+    const CUTS: usize = 10;
+    let watcher = admin().await;
+    let admin = admin().await;
+    let name = unique_name("storm");
+    let pool = builder()
+        .max_size(MAX_SIZE)
+        .wait_timeout(Duration::from_secs(20))
+        .build(manager().application_name(&name))
+        .unwrap();
+
+    // Sample the server's view (and the pool's) every 10 ms throughout.
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        let name = name.clone();
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let admin = watcher;
+            let (mut most_sessions, mut most_size, mut samples) = (0, 0, 0);
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most_sessions = most_sessions.max(server_count(&admin, &name).await);
+                most_size = most_size.max(pool.status().size);
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (most_sessions, most_size, samples)
+        })
+    };
+
+    let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            let cuts = cuts.clone();
+            tokio::spawn(async move {
+                while cuts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < CUTS {
+                    let conn = pool.get().await.expect("borrow within wait_timeout");
+                    let sleeping = conn.simple_query("SELECT pg_sleep(3)");
+                    assert!(
+                        timeout(Duration::from_millis(200), sleeping).await.is_err(),
+                        "pg_sleep(3) finished within 200 ms"
+                    );
+                    assert_eq!(conn.condition(), Condition::Dirty);
+                }
+            })
+        })
+        .collect();
+    let storm = std::time::Instant::now();
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+    let last_cut = std::time::Instant::now();
+
+    // Every cut-off statement ends on the server within a second.
+    loop {
+        let active = active_count(&admin, &name).await;
+        if active == 0 {
+            break;
+        }
+        assert!(
+            last_cut.elapsed() < Duration::from_secs(1),
+            "{active} cut-off statements still run on the server {:?} after the last cut",
+            last_cut.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gone_after = last_cut.elapsed();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (most_sessions, most_size, samples) = sampler.await.expect("sampler");
+    println!(
+        "cancel storm: {CUTS} cuts in {:?}, at most {most_sessions} server sessions \
+         ({samples} samples), pool size at most {most_size}, cut-off statements gone \
+         {gone_after:?} after the last cut",
+        last_cut - storm
+    );
+    assert!(samples > 10, "the sampler ran {samples} times");
+    assert!(
+        most_sessions <= MAX_SIZE,
+        "the server saw {most_sessions} sessions of a pool of {MAX_SIZE}"
+    );
+    assert!(most_size <= MAX_SIZE);
+    // Ten 200 ms cuts two at a time: about a second, not ten 3 s sleeps.
+    assert!(
+        last_cut - storm < Duration::from_secs(8),
+        "{:?}",
+        last_cut - storm
+    );
+    let status = pool.status();
+    assert!(status.counters.evicted.total() >= CUTS as u64, "{status:?}");
+}
