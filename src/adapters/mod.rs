@@ -5,6 +5,7 @@
 //! | `redis`    | `redis::RedisManager`                   | `PING` answered `PONG`    |
 //! | `postgres` | `postgres::PgManager`                   | an empty simple query     |
 //! | `deadpool` | `deadpool::DeadpoolManager`             | the wrapped manager's `recycle` |
+//! | `http2`    | `http2::Http2Manager`                   | an HTTP/2 `PING` frame    |
 //!
 //! (The managers named here exist only with their features on; docs.rs
 //! builds with all of them.)
@@ -31,12 +32,14 @@
 
 #[cfg(feature = "deadpool")]
 pub mod deadpool;
+#[cfg(feature = "http2")]
+pub mod http2;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", feature = "http2"))]
 mod driver;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod env;
