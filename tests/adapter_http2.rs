@@ -55,7 +55,9 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         let open = Arc::new(AtomicUsize::new(0));
         let (go_away, _) = watch::channel(0);
@@ -134,15 +136,17 @@ async fn serve(
     mut go_away: watch::Receiver<u64>,
     mut stall: watch::Receiver<u64>,
 ) {
-    let service = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
-        let path = request.uri().path().to_owned();
-        if path == "/slow" {
-            tokio::time::sleep(SLOW).await;
-        }
-        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
-            "hello {path}"
-        )))))
-    });
+    let service = service_fn(
+        |request: hyper::Request<hyper::body::Incoming>| async move {
+            let path = request.uri().path().to_owned();
+            if path == "/slow" {
+                tokio::time::sleep(SLOW).await;
+            }
+            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(format!(
+                "hello {path}"
+            )))))
+        },
+    );
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
@@ -218,7 +222,9 @@ async fn borrows_sends_a_request_returns_and_heartbeats_idle_members() {
     let mut conn = pool.get().await.expect("borrow");
     assert_eq!(conn.peer_addr(), server.addr);
     get(&mut conn, "/one").await.expect("request");
-    get(&mut conn, "/two").await.expect("a second request, same member");
+    get(&mut conn, "/two")
+        .await
+        .expect("a second request, same member");
     assert_eq!(server.open(), 1);
     return_and_watch_it_heartbeat(&pool, conn).await;
 
@@ -279,7 +285,10 @@ async fn a_server_whose_http2_stack_stops_answering_is_evicted_within_interval_p
         took < INTERVAL + HEARTBEAT_TIMEOUT + Duration::from_secs(2),
         "took {took:?}"
     );
-    assert!(took >= HEARTBEAT_TIMEOUT, "evicted before the PING could time out: {took:?}");
+    assert!(
+        took >= HEARTBEAT_TIMEOUT,
+        "evicted before the PING could time out: {took:?}"
+    );
 
     // The server accepts new connections still: the next borrower gets one.
     let mut conn = pool.get().await.expect("a fresh member");
@@ -324,9 +333,17 @@ async fn a_graceful_goaway_drains_a_borrowed_member_with_no_caller_error() {
     assert_eq!(read(slow).await.unwrap(), "hello /slow");
     drop(conn);
     let status = pool.status();
-    assert_eq!(status.counters.evicted.get(EvictReason::Drained), 1, "{status:?}");
+    assert_eq!(
+        status.counters.evicted.get(EvictReason::Drained),
+        1,
+        "{status:?}"
+    );
     assert!(
-        status.counters.evicted.iter().all(|(r, n)| n == 0 || !r.is_failure()),
+        status
+            .counters
+            .evicted
+            .iter()
+            .all(|(r, n)| n == 0 || !r.is_failure()),
         "a drain is no failure: {status:?}"
     );
 
@@ -418,17 +435,26 @@ async fn an_http1_only_server_fails_the_checkout_at_once_as_permanent() {
         panic!("expected the proving PING to fail: {err:?}");
     };
     assert_eq!(h2_error.reason(), Some(h2::Reason::FRAME_SIZE_ERROR));
-    assert!(h2_error.is_go_away() && h2_error.is_library(), "{h2_error:?}");
+    assert!(
+        h2_error.is_go_away() && h2_error.is_library(),
+        "{h2_error:?}"
+    );
     // Display says its own level; the cause is the source.
     assert_eq!(err.to_string(), "HTTP/2 heartbeat (PING) failed");
-    let cause = std::error::Error::source(&err).expect("a cause").to_string();
+    let cause = std::error::Error::source(&err)
+        .expect("a cause")
+        .to_string();
     assert_eq!(cause, h2_error.to_string());
 
     let pool = builder().build(manager).unwrap();
     let started = Instant::now();
     let err = pool.get().await.expect_err("no member");
     assert!(matches!(err, livepool::Error::Permanent(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

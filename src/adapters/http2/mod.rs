@@ -197,14 +197,14 @@ impl Manager for Http2Manager {
         };
         let peer_addr = stream.peer_addr().map_err(socket_error)?;
         let local_addr = stream.local_addr().map_err(socket_error)?;
-        let (send, mut connection) = self
-            .h2
-            .handshake::<_, Bytes>(stream)
-            .await
-            .map_err(|source| Http2ManagerError::Handshake {
-                peer: peer_addr,
-                source,
-            })?;
+        let (send, mut connection) =
+            self.h2
+                .handshake::<_, Bytes>(stream)
+                .await
+                .map_err(|source| Http2ManagerError::Handshake {
+                    peer: peer_addr,
+                    source,
+                })?;
         let ping = connection
             .ping_pong()
             .ok_or(Http2ManagerError::NoPingHandle)?;
@@ -217,14 +217,8 @@ impl Manager for Http2Manager {
                 );
             }
         });
-        let mut conn = Http2Connection::new(
-            send,
-            ping,
-            driver,
-            local_addr,
-            peer_addr,
-            self.authority(),
-        );
+        let mut conn =
+            Http2Connection::new(send, ping, driver, local_addr, peer_addr, self.authority());
         // The handshake only writes the preface and our SETTINGS; it
         // waits for nothing. One PING answered proves an HTTP/2 server is
         // there and serving, so no member is admitted that fails its first
