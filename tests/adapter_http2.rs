@@ -275,6 +275,7 @@ async fn a_server_whose_http2_stack_stops_answering_is_evicted_within_interval_p
     let stalled_at = Instant::now();
     let status = wait_for_status(&pool, "stalled member evicted", |s| s.size == 0).await;
     let took = stalled_at.elapsed();
+    eprintln!("a stalled HTTP/2 stack: evicted {took:?} after the stall");
     assert_eq!(
         status.counters.evicted.get(EvictReason::ProbeTimedOut),
         1,
@@ -399,6 +400,47 @@ async fn a_graceful_goaway_drains_idle_members_they_are_replaced_and_callers_see
     assert_eq!(failures, 0, "{status:?}");
     // The drained connections close at the server; the replacements stay.
     wait_for_open(&server, pool.status().size).await;
+}
+
+/// A server on h2's own server side that answers PINGs until told to end
+/// the connection with a `GOAWAY` carrying `reason` (hyper sends only
+/// `NO_ERROR` on its own).
+async fn server_ending_with(reason: h2::Reason) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (end, ended) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut conn = h2::server::handshake(stream).await.unwrap();
+        tokio::select! {
+            _ = async { while conn.accept().await.is_some() {} } => return,
+            _ = ended => {}
+        }
+        conn.abrupt_shutdown(reason);
+        while conn.accept().await.is_some() {}
+    });
+    (addr, end)
+}
+
+#[tokio::test]
+async fn a_goaway_with_an_error_code_breaks_the_member_rather_than_draining_it() {
+    let (addr, end) = server_ending_with(h2::Reason::ENHANCE_YOUR_CALM).await;
+    let pool = builder().build(manager(addr)).unwrap();
+    let mut conn = pool
+        .get()
+        .await
+        .expect("the server answers the proving PING");
+    assert_eq!(conn.condition(), Condition::Ready);
+    drop(conn);
+    end.send(()).unwrap();
+    let status = wait_for_status(&pool, "member evicted", |s| s.size == 0).await;
+    let evicted = status.counters.evicted;
+    assert_eq!(evicted.get(EvictReason::Drained), 0, "{status:?}");
+    assert_eq!(
+        evicted.get(EvictReason::BrokenWhileIdle) + evicted.get(EvictReason::ProbeFailed),
+        1,
+        "{status:?}"
+    );
 }
 
 /// A server that answers HTTP/1.1 only (here: a 400 to whatever it reads,
