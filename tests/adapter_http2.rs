@@ -24,7 +24,7 @@ use h2::client::ResponseFuture;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use livepool::adapters::http2::{Http2Connection, Http2Manager, Http2ManagerError};
+use livepool::adapters::http2::{Http2Connection, Http2Manager, Http2ManagerError, Transport};
 use livepool::testing::FaultProxy;
 use livepool::{Condition, EvictReason, Manager};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -511,4 +511,88 @@ async fn a_refused_connect_is_transient() {
     let err = manager.connect().await.expect_err("nobody listens");
     assert!(matches!(err, Http2ManagerError::Connect(_)), "{err:?}");
     assert!(!manager.is_permanent(&err));
+}
+
+/// A transport that counts the sockets it wraps, or refuses them.
+struct Counting {
+    wrapped: Arc<AtomicUsize>,
+    /// `None`: pass the socket on; `Some(permanent)`: refuse it, calling
+    /// the refusal permanent or not.
+    refuse: Option<bool>,
+}
+
+#[derive(Debug)]
+struct Refused;
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the transport refused the socket")
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Transport for Counting {
+    type Io = tokio::net::TcpStream;
+    type Error = Refused;
+
+    async fn wrap(
+        &self,
+        tcp: tokio::net::TcpStream,
+        host: &str,
+    ) -> Result<tokio::net::TcpStream, Refused> {
+        assert_eq!(host, "127.0.0.1", "the host as the manager was given it");
+        self.wrapped.fetch_add(1, Ordering::SeqCst);
+        match self.refuse {
+            Some(_) => Err(Refused),
+            None => Ok(tcp),
+        }
+    }
+
+    fn is_permanent(&self, _: &Refused) -> bool {
+        self.refuse == Some(true)
+    }
+}
+
+#[tokio::test]
+async fn a_transport_wraps_every_socket_and_its_permanent_refusal_fails_the_checkout_at_once() {
+    let server = Server::start().await;
+    let wrapped = Arc::new(AtomicUsize::new(0));
+    let transport = |refuse| Counting {
+        wrapped: wrapped.clone(),
+        refuse,
+    };
+
+    let pool = builder()
+        .build(manager(server.addr).transport(transport(None)))
+        .unwrap();
+    let mut conn = pool.get().await.unwrap();
+    get(&mut conn, "/wrapped").await.unwrap();
+    assert_eq!(wrapped.load(Ordering::SeqCst), 1);
+    drop(conn);
+
+    let transient = manager(server.addr).transport(transport(Some(false)));
+    let err = transient.connect().await.expect_err("refused");
+    assert!(!transient.is_permanent(&err), "{err:?}");
+
+    let permanent = manager(server.addr).transport(transport(Some(true)));
+    let err = permanent.connect().await.expect_err("refused");
+    assert!(permanent.is_permanent(&err), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("the transport to {} could not be set up", server.addr)
+    );
+    assert_eq!(
+        std::error::Error::source(&err).unwrap().to_string(),
+        "the transport refused the socket"
+    );
+    let pool = builder().build(permanent).unwrap();
+    let started = Instant::now();
+    let err = pool.get().await.expect_err("refused");
+    assert!(matches!(err, livepool::Error::Permanent(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -24,6 +24,17 @@ pub enum Http2ManagerError {
         /// What the socket said.
         source: std::io::Error,
     },
+    /// The [`Transport`](super::Transport) could not wrap the socket (a
+    /// TLS handshake failed).
+    Transport {
+        /// The server, as `host:port`.
+        host: String,
+        /// What the transport's
+        /// [`is_permanent`](super::Transport::is_permanent) said of it.
+        permanent: bool,
+        /// The transport's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The HTTP/2 handshake (client preface and `SETTINGS`) could not be
     /// written.
     Handshake {
@@ -48,6 +59,9 @@ impl fmt::Display for Http2ManagerError {
             Http2ManagerError::Socket { host, .. } => {
                 write!(f, "the socket to {host} could not report its addresses")
             }
+            Http2ManagerError::Transport { host, .. } => {
+                write!(f, "the transport to {host} could not be set up")
+            }
             Http2ManagerError::Handshake { peer, .. } => {
                 write!(f, "HTTP/2 handshake with {peer} failed")
             }
@@ -64,6 +78,7 @@ impl std::error::Error for Http2ManagerError {
         match self {
             Http2ManagerError::Connect(e) => Some(e),
             Http2ManagerError::Socket { source, .. } => Some(source),
+            Http2ManagerError::Transport { source, .. } => Some(source.as_ref()),
             // h2's errors print their own cause and return none.
             Http2ManagerError::Handshake { source, .. } => Some(source),
             Http2ManagerError::Heartbeat(e) => Some(e),

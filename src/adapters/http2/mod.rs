@@ -1,13 +1,20 @@
 //! A [`Manager`] for HTTP/2 client connections over the `h2` crate
 //! (feature `http2`).
 //!
-//! One member is one HTTP/2 connection (plaintext, prior knowledge: `h2c`).
-//! The socket is opened by [`crate::tcp::connect_host`] (keepalive,
-//! `TCP_USER_TIMEOUT`, connect timeout; the host name resolved at every
-//! connect), then the h2 handshake runs on it and the connection's frame
-//! loop is driven by a task of its own that ends with the member. Connect
-//! proves the peer with one PING round trip, because the handshake alone
-//! waits for nothing from the server.
+//! One member is one HTTP/2 connection. The socket is opened by
+//! [`crate::tcp::connect_host`] (keepalive, `TCP_USER_TIMEOUT`, connect
+//! timeout; the host name resolved at every connect), handed to the
+//! manager's [`Transport`] ([`Plaintext`] by default: HTTP/2 with prior
+//! knowledge, `h2c`), then the h2 handshake runs on it and the connection's
+//! frame loop is driven by a task of its own that ends with the member.
+//! Connect proves the peer with one PING round trip, because the handshake
+//! alone waits for nothing from the server.
+//!
+//! For an `https` server, implement [`Transport`] over your TLS client.
+//! With tokio-rustls: a `TlsConnector` from a `ClientConfig` whose
+//! `alpn_protocols` is `vec![b"h2".to_vec()]`, and `wrap` calling
+//! `connector.connect(ServerName::try_from(host.to_owned())?, tcp)`;
+//! `is_permanent` true for a rejected certificate.
 //!
 //! The three layers of liveness, for HTTP/2:
 //!
@@ -80,9 +87,11 @@
 
 mod connection;
 mod error;
+mod transport;
 
 pub use connection::Http2Connection;
 pub use error::Http2ManagerError;
+pub use transport::{Plaintext, Transport};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -113,15 +122,19 @@ use crate::{Condition, Manager};
 ///     .build(manager)?;
 /// # drop(pool); Ok(()) }
 /// ```
+///
+/// Plaintext by default; [`transport`](Self::transport) puts TLS (or any
+/// other [`Transport`]) between the TCP connect and the HTTP/2 handshake.
 #[derive(Clone)]
-pub struct Http2Manager {
+pub struct Http2Manager<T = Plaintext> {
     host: String,
     port: u16,
     tcp: TcpOptions,
     h2: h2::client::Builder,
+    transport: T,
 }
 
-impl fmt::Debug for Http2Manager {
+impl<T> fmt::Debug for Http2Manager<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Http2Manager")
             .field("host", &self.host)
@@ -131,7 +144,7 @@ impl fmt::Debug for Http2Manager {
     }
 }
 
-impl Http2Manager {
+impl Http2Manager<Plaintext> {
     /// A manager for the server at `host` (a name, resolved at every connect
     /// so a DNS change reaches new members, or an IP literal) and `port`,
     /// with the default [`TcpOptions`] and h2's default settings.
@@ -141,12 +154,27 @@ impl Http2Manager {
             port,
             tcp: TcpOptions::default(),
             h2: h2::client::Builder::new(),
+            transport: Plaintext,
         }
     }
 
     /// A manager for the server at `addr`, with no name to resolve.
     pub fn for_addr(addr: SocketAddr) -> Self {
         Self::new(addr.ip().to_string(), addr.port())
+    }
+}
+
+impl<T: Transport> Http2Manager<T> {
+    /// Runs `transport` on every new socket before the HTTP/2 handshake:
+    /// TLS with ALPN `h2` for an `https` server.
+    pub fn transport<U: Transport>(self, transport: U) -> Http2Manager<U> {
+        Http2Manager {
+            host: self.host,
+            port: self.port,
+            tcp: self.tcp,
+            h2: self.h2,
+            transport,
+        }
     }
 
     /// Socket options for every connection (keepalive, `TCP_USER_TIMEOUT`,
@@ -183,7 +211,7 @@ impl Http2Manager {
     }
 }
 
-impl Manager for Http2Manager {
+impl<T: Transport> Manager for Http2Manager<T> {
     type Connection = Http2Connection;
     type Error = Http2ManagerError;
 
@@ -197,6 +225,13 @@ impl Manager for Http2Manager {
         };
         let peer_addr = stream.peer_addr().map_err(socket_error)?;
         let local_addr = stream.local_addr().map_err(socket_error)?;
+        let stream = self.transport.wrap(stream, &self.host).await.map_err(|e| {
+            Http2ManagerError::Transport {
+                host: self.authority(),
+                permanent: self.transport.is_permanent(&e),
+                source: Box::new(e),
+            }
+        })?;
         let (send, mut connection) =
             self.h2
                 .handshake::<_, Bytes>(stream)
@@ -239,13 +274,15 @@ impl Manager for Http2Manager {
     /// without TLS (an HTTP/1.1-only server, whose reply h2 reads as a
     /// malformed frame), or it said so in its `GOAWAY`
     /// (`HTTP_1_1_REQUIRED`, `INADEQUATE_SECURITY`), or it broke the
-    /// protocol in a way a retry repeats. A refused or timed-out connect, a
+    /// protocol in a way a retry repeats; or the [`Transport`] calls its
+    /// error permanent (a refused certificate). A refused or timed-out connect, a
     /// `GOAWAY` with `NO_ERROR` (a server shutting down) or
     /// `ENHANCE_YOUR_CALM` are transient.
     fn is_permanent(&self, error: &Http2ManagerError) -> bool {
         let source = match error {
             Http2ManagerError::Handshake { source, .. } => source,
             Http2ManagerError::Heartbeat(source) => source,
+            Http2ManagerError::Transport { permanent, .. } => return *permanent,
             _ => return false,
         };
         source.is_go_away()
