@@ -20,33 +20,16 @@ use crate::adapters::driver::Driver;
 /// open when the member goes back to the pool keep running and do not make
 /// it dirty (see the [module docs](super)).
 pub struct Http2Connection {
-    send: SendRequest<Bytes>,
-    ping: PingPong,
-    driver: Driver,
-    local_addr: SocketAddr,
-    peer_addr: SocketAddr,
-    authority: String,
+    pub(super) send: SendRequest<Bytes>,
+    pub(super) ping: PingPong,
+    /// Drives the connection's frame loop; ends with the member.
+    pub(super) driver: Driver,
+    pub(super) local_addr: SocketAddr,
+    pub(super) peer_addr: SocketAddr,
+    pub(super) authority: String,
 }
 
 impl Http2Connection {
-    pub(super) fn new(
-        send: SendRequest<Bytes>,
-        ping: PingPong,
-        driver: Driver,
-        local_addr: SocketAddr,
-        peer_addr: SocketAddr,
-        authority: String,
-    ) -> Self {
-        Http2Connection {
-            send,
-            ping,
-            driver,
-            local_addr,
-            peer_addr,
-            authority,
-        }
-    }
-
     /// Waits until h2 may open another stream (the server's
     /// `MAX_CONCURRENT_STREAMS` allows it), then sends `request`'s head.
     /// With `end_of_stream` false, send the body on the returned

@@ -252,8 +252,14 @@ impl<T: Transport> Manager for Http2Manager<T> {
                 );
             }
         });
-        let mut conn =
-            Http2Connection::new(send, ping, driver, local_addr, peer_addr, self.authority());
+        let mut conn = Http2Connection {
+            send,
+            ping,
+            driver,
+            local_addr,
+            peer_addr,
+            authority: self.authority(),
+        };
         // The handshake only writes the preface and our SETTINGS; it
         // waits for nothing. One PING answered proves an HTTP/2 server is
         // there and serving, so no member is admitted that fails its first
