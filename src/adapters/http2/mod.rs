@@ -244,12 +244,15 @@ impl<T: Transport> Manager for Http2Manager<T> {
             .ping_pong()
             .ok_or(Http2ManagerError::NoPingHandle)?;
         let driver = Driver::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(
+            match connection.await {
+                Ok(()) => {}
+                // A graceful GOAWAY is no error; the pool counts the drain.
+                Err(e) if e.is_go_away() && e.reason() == Some(Reason::NO_ERROR) => {}
+                Err(e) => tracing::debug!(
                     peer = %peer_addr,
                     error = &e as &dyn std::error::Error,
                     "HTTP/2 connection ended with an error"
-                );
+                ),
             }
         });
         let mut conn = Http2Connection {
@@ -281,8 +284,8 @@ impl<T: Transport> Manager for Http2Manager<T> {
     /// malformed frame), or it said so in its `GOAWAY`
     /// (`HTTP_1_1_REQUIRED`, `INADEQUATE_SECURITY`), or it broke the
     /// protocol in a way a retry repeats; or the [`Transport`] calls its
-    /// error permanent (a refused certificate). A refused or timed-out connect, a
-    /// `GOAWAY` with `NO_ERROR` (a server shutting down) or
+    /// error permanent (a refused certificate). A refused or timed-out
+    /// connect, a `GOAWAY` with `NO_ERROR` (a server shutting down) or
     /// `ENHANCE_YOUR_CALM` are transient.
     fn is_permanent(&self, error: &Http2ManagerError) -> bool {
         let source = match error {
