@@ -4,6 +4,11 @@
 //! blackholed) is evicted within a heartbeat interval plus its timeout; a
 //! graceful `GOAWAY` drains members with no caller error, and they are
 //! replaced.
+//!
+//! Real time, with generous slack: the server, the proxy and the pool talk
+//! over loopback sockets, and under `tokio::time::pause` the runtime would
+//! jump the clock forward whenever it waits on those sockets, timing out
+//! heartbeats that were answered.
 
 #![cfg(feature = "http2")]
 

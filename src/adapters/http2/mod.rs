@@ -24,7 +24,8 @@
 //!   connection established.
 //! * **condition** (no I/O): h2's own view of the connection. A `GOAWAY`
 //!   with `NO_ERROR` from the server (a graceful shutdown, a maximum
-//!   connection age) turns the member [`Condition::Draining`]: it is not
+//!   connection age, a proxy's idle timeout as nginx and Envoy send it)
+//!   turns the member [`Condition::Draining`]: it is not
 //!   handed out again and is closed when returned, counted as `drained`,
 //!   not as a failure. Any other connection error (EOF, reset, a `GOAWAY`
 //!   with an error code, a protocol error) makes it [`Condition::Broken`].
