@@ -74,6 +74,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapters;
+mod chain;
 #[cfg(feature = "serde")]
 pub mod config_file;
 pub mod endpoints;
