@@ -302,11 +302,11 @@ pub enum RedisManagerError {
 impl fmt::Display for RedisManagerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RedisManagerError::Connect(e) => write!(f, "could not connect to Redis: {e}"),
-            RedisManagerError::Handshake { addr, source } => {
-                write!(f, "Redis at {addr} refused the connection setup: {source}")
+            RedisManagerError::Connect(_) => f.write_str("could not connect to Redis"),
+            RedisManagerError::Handshake { addr, .. } => {
+                write!(f, "Redis at {addr} refused the connection setup")
             }
-            RedisManagerError::Heartbeat(e) => write!(f, "Redis heartbeat (PING) failed: {e}"),
+            RedisManagerError::Heartbeat(_) => f.write_str("Redis heartbeat (PING) failed"),
             RedisManagerError::UnexpectedPingReply(reply) => {
                 write!(f, "Redis answered PING with {reply} instead of PONG")
             }
@@ -318,8 +318,11 @@ impl std::error::Error for RedisManagerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             RedisManagerError::Connect(e) => Some(e),
-            RedisManagerError::Handshake { source, .. } => Some(source),
-            RedisManagerError::Heartbeat(e) => Some(e),
+            // A `RedisError` prints the error it wraps and returns it as
+            // its source too: report the chain from the first level that
+            // says something new.
+            RedisManagerError::Handshake { source, .. } => Some(crate::chain::cause_once(source)),
+            RedisManagerError::Heartbeat(e) => Some(crate::chain::cause_once(e)),
             RedisManagerError::UnexpectedPingReply(_) => None,
         }
     }

@@ -30,6 +30,9 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) hooks: Hooks<M::Connection>,
     pub(crate) hook_timeout: Duration,
     state: Mutex<State<M::Connection>>,
+    /// Where the sentinel runs: whether a queued caller may leave its
+    /// deadline to it (see `driven.rs`).
+    pub(crate) sentinel_runtime: super::driven::SentinelRuntime,
     /// This pool, for work that must own a handle on it (the sentinel, close
     /// work). Never upgraded on a hot path.
     me: Weak<Shared<M>>,
@@ -52,6 +55,7 @@ impl<M: Manager> Shared<M> {
             config,
             clock: CoarseClock::new(),
             wake_sentinel: Notify::new(),
+            sentinel_runtime: super::driven::SentinelRuntime::new(),
             me: me.clone(),
         })
     }
@@ -122,6 +126,7 @@ impl<M: Manager> Shared<M> {
         // Spawning never polls the task inline, so doing it under the lock
         // cannot deadlock.
         let exit = super::sentinel::Exit(self.me.clone());
+        self.sentinel_runtime.set(&runtime);
         runtime.spawn(super::sentinel::run(self.me.clone(), exit));
         Ok(())
     }
