@@ -268,3 +268,44 @@ fn an_endpoint_set_with_a_bad_pool_config_reads_once() {
     let chain = reads_once(&err);
     assert_eq!(chain.len(), 2, "{chain:#?}");
 }
+
+#[cfg(feature = "http2")]
+mod http2_errors {
+    use super::*;
+    use livepool::adapters::http2::Http2Manager;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_refused_http2_connect_reads_once() {
+        let pool = quick_pool()
+            .build(Http2Manager::for_addr(closed_port()))
+            .unwrap();
+        let err = pool.get().await.expect_err("nothing listens there");
+        let chain = reads_once(&err);
+        assert!(chain.iter().any(|l| l.contains("HTTP/2")), "{chain:#?}");
+    }
+
+    #[tokio::test]
+    async fn an_http1_only_server_reads_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut preface = [0u8; 64];
+                let _ = stream.read(&mut preface).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let pool = quick_pool().build(Http2Manager::for_addr(addr)).unwrap();
+        let err = pool.get().await.expect_err("no HTTP/2 there");
+        assert!(matches!(err, livepool::Error::Permanent(_)), "{err:?}");
+        let chain = reads_once(&err);
+        // h2's own words (a frame it could not read) at the bottom, once.
+        assert!(
+            chain.last().unwrap().contains("frame with invalid size"),
+            "{chain:#?}"
+        );
+    }
+}
