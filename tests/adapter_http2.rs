@@ -265,6 +265,30 @@ async fn a_member_returned_with_a_stream_open_stays_in_the_pool_and_the_stream_f
     assert_eq!(pool.status().counters.evicted.total(), 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn streams_from_clones_of_the_sender_run_at_once_on_one_member() {
+    let server = Server::start().await;
+    let pool = builder().build(manager(server.addr)).unwrap();
+    let conn = pool.get().await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut responses = Vec::new();
+    for _ in 0..3 {
+        let mut sender = conn.sender().ready().await.unwrap();
+        let uri = format!("http://{}/slow", conn.authority());
+        let request = http::Request::get(uri).body(()).unwrap();
+        responses.push(sender.send_request(request, true).unwrap().0);
+    }
+    drop(conn);
+    for response in responses {
+        assert_eq!(read(response).await.unwrap(), "hello /slow");
+    }
+    // Three streams side by side: one SLOW (virtual time), not three.
+    let took = started.elapsed();
+    assert!(took < SLOW * 2, "took {took:?}");
+    assert_eq!(server.open(), 1);
+    assert_eq!(pool.status().counters.evicted.total(), 0);
+}
+
 /// Virtual time, so the bound is exact rather than at the mercy of a loaded
 /// machine: the server, its stalled connection and the pool share one
 /// paused clock (loopback I/O completes within the syscalls that start it,

@@ -55,6 +55,27 @@ impl Http2Connection {
     /// (each clone waits for its own `poll_ready`). A clone kept after the
     /// member is returned still works, but only until the pool closes the
     /// member (an eviction, a drain, the pool's close).
+    ///
+    /// ```no_run
+    /// use livepool::Pool;
+    /// use livepool::adapters::http2::Http2Manager;
+    ///
+    /// # async fn demo(pool: &Pool<Http2Manager>) -> Result<(), Box<dyn std::error::Error>> {
+    /// // Three requests in flight at once on one borrowed connection.
+    /// let conn = pool.get().await?;
+    /// let mut responses = Vec::new();
+    /// for path in ["/a", "/b", "/c"] {
+    ///     let mut sender = conn.sender().ready().await?;
+    ///     let uri = format!("http://{}{path}", conn.authority());
+    ///     let (response, _) = sender.send_request(http::Request::get(uri).body(())?, true)?;
+    ///     responses.push(response);
+    /// }
+    /// drop(conn); // the streams go on; the member is free for the next caller
+    /// for response in responses {
+    ///     println!("{}", response.await?.status());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn sender(&self) -> SendRequest<Bytes> {
         self.send.clone()
     }
