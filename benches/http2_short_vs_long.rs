@@ -43,7 +43,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const BODY: &[u8] = b"0123456789abcdef";
 
 enum Competitor {
-    ConnectPerRequest(Http2Manager),
+    ConnectPerRequest(Box<Http2Manager>),
     Livepool(Pool<Http2Manager>),
     Shared(SendRequest<Bytes>, String),
 }
@@ -161,7 +161,7 @@ async fn run(requests: usize) -> Result<String, BenchError> {
         .build(manager.clone())?;
     let shared = manager.connect().await?;
     let competitors = [
-        Competitor::ConnectPerRequest(manager),
+        Competitor::ConnectPerRequest(Box::new(manager)),
         Competitor::Livepool(pool.clone()),
         Competitor::Shared(shared.sender(), shared.authority().to_owned()),
     ]

@@ -51,6 +51,11 @@
 //! drained, pool closed), which gives the connection a second to finish
 //! before its socket is dropped.
 //!
+//! Size the pool for HTTP/2: a few members, each carrying many streams,
+//! rather than one member per concurrent request. In this crate's
+//! `http2_short_vs_long` bench 16 tasks on one connection's streams ran
+//! 2.5× the requests per second of 16 tasks on 16 pooled connections.
+//!
 //! A server's `GOAWAY` can arrive while a caller holds the member: streams
 //! the server has accepted still finish, but a request sent after it fails
 //! with an `h2::Error` for which `is_go_away() && is_remote()` holds. The
