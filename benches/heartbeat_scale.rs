@@ -55,10 +55,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::BufRead;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -67,6 +67,7 @@ use livepool::tcp::TcpOptions;
 use livepool::{Condition, Manager, Pool, Status};
 use tokio::time::MissedTickBehavior;
 
+use common::child::{CHILD_ANSWER, ChildProcess};
 use common::{Table, fail, full_run, write_summary};
 
 const ROLE_VAR: &str = "LIVEPOOL_HEARTBEAT_SCALE_ROLE";
@@ -132,8 +133,6 @@ const FD_MARGIN: u64 = 128;
 const FILL_LIMIT: Duration = Duration::from_secs(300);
 /// How long the memory children let the sentinel run before reading RSS.
 const MEMORY_SETTLE: Duration = Duration::from_millis(2500);
-/// Bound on any answer from a child process.
-const CHILD_ANSWER: Duration = Duration::from_secs(30);
 /// Linux's USER_HZ, the unit of utime and stime in /proc/<pid>/stat; fixed at
 /// 100 for the user-space ABI on every architecture tokio supports.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
@@ -280,82 +279,6 @@ fn measure_memory(members: usize) {
         println!("rss_kb {rss} probes_ok {}", status.counters.probes_ok);
         drop(pool);
     });
-}
-
-/// A child process of this same binary in another role, with its stdout read
-/// line by line on a thread so every wait for an answer is bounded.
-struct ChildProcess {
-    process: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl ChildProcess {
-    fn spawn(role: &str) -> ChildProcess {
-        let exe =
-            std::env::current_exe().unwrap_or_else(|e| fail("finding this bench's binary", e));
-        let mut process = Command::new(exe)
-            .env(ROLE_VAR, role)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| fail(&format!("starting the {role} child"), e));
-        let stdout = process
-            .stdout
-            .take()
-            .unwrap_or_else(|| fail("child", "no stdout pipe"));
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        ChildProcess {
-            stdin: process.stdin.take(),
-            process,
-            lines,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.id()
-    }
-
-    fn line(&self, what: &str) -> String {
-        self.lines
-            .recv_timeout(CHILD_ANSWER)
-            .unwrap_or_else(|e| fail(&format!("waiting for the child's {what}"), e))
-    }
-
-    fn ask(&mut self, command: &str) -> String {
-        let sent = match self.stdin.as_mut() {
-            Some(stdin) => writeln!(stdin, "{command}").and_then(|()| stdin.flush()),
-            None => Err(std::io::Error::other("stdin already closed")),
-        };
-        if let Err(e) = sent {
-            fail(&format!("asking the child for {command}"), e);
-        }
-        self.line(command)
-    }
-
-    /// Closes its stdin (its signal to stop) and waits a bounded time for it
-    /// to exit; kills it past that.
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + CHILD_ANSWER;
-        while Instant::now() < deadline {
-            match self.process.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(_) => break,
-            }
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 // ------------------------------------------------------------ measurements
@@ -572,7 +495,7 @@ fn snapshot(pool: &Pool<LoggingManager>, server: &mut ChildProcess, log: &ProbeL
 }
 
 fn memory_child(members: usize) -> (u64, u64) {
-    let child = ChildProcess::spawn(&format!("memory:{members}"));
+    let child = ChildProcess::spawn(ROLE_VAR, &format!("memory:{members}"), &[]);
     let line = child.line("memory report");
     child.finish();
     let mut words = line.split_whitespace();
@@ -795,7 +718,8 @@ fn measure(scale: Scale, fd_note: &str) -> Outcome {
     println!("heartbeat_scale: {members} members every {interval:?}, {fd_note}");
 
     let ports = members.div_ceil(MEMBERS_PER_PORT).max(1);
-    let mut server = ChildProcess::spawn(&format!("server:{}:{ports}", members + 16));
+    let mut server =
+        ChildProcess::spawn(ROLE_VAR, &format!("server:{}:{ports}", members + 16), &[]);
     let addr_line = server.line("address");
     let addrs: Vec<std::net::SocketAddr> = addr_line
         .strip_prefix("addr ")
