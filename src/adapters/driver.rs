@@ -25,7 +25,9 @@ pub(crate) async fn open_socket(
     opts: &TcpOptions,
 ) -> Result<(TcpStream, SocketAddr, SocketAddr), ConnectError> {
     let stream = tcp::connect_host(host, port, opts).await?;
-    let ends = stream.peer_addr().and_then(|peer| Ok((stream.local_addr()?, peer)));
+    let ends = stream
+        .peer_addr()
+        .and_then(|peer| Ok((stream.local_addr()?, peer)));
     match ends {
         Ok((local_addr, peer)) => Ok((stream, local_addr, peer)),
         Err(source) => Err(ConnectError::Io {

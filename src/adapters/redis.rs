@@ -271,7 +271,10 @@ impl RedisManager {
         stream: tokio::net::TcpStream,
         server: SocketAddr,
     ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, RedisManagerError> {
-        let tls_error = |source| RedisManagerError::Tls { addr: server, source };
+        let tls_error = |source| RedisManagerError::Tls {
+            addr: server,
+            source,
+        };
         let tls = match &self.tls {
             Some(tls) => tls.clone(),
             None => RedisTls::default_roots()
@@ -293,7 +296,10 @@ impl RedisManager {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let handshake = |source| RedisManagerError::Handshake { addr: server, source };
+        let handshake = |source| RedisManagerError::Handshake {
+            addr: server,
+            source,
+        };
         let (conn, driver) =
             MultiplexedConnection::new_with_config(&self.info, stream, self.config.clone())
                 .await

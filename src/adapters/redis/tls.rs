@@ -120,8 +120,8 @@ impl RedisTls {
     /// of the host the manager connects to: for a server reached by an IP
     /// address or through a tunnel whose certificate names its public name.
     pub fn server_name(mut self, name: &str) -> Result<Self, RedisTlsError> {
-        let name = ServerName::try_from(name.to_owned())
-            .map_err(|source| RedisTlsError::ServerName {
+        let name =
+            ServerName::try_from(name.to_owned()).map_err(|source| RedisTlsError::ServerName {
                 name: name.to_owned(),
                 source,
             })?;
@@ -139,12 +139,10 @@ impl RedisTls {
         }
         let mut roots = RootCertStore::empty();
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|source| RedisTlsError::Rejected {
-                    path: path.clone(),
-                    source,
-                })?;
+            roots.add(cert).map_err(|source| RedisTlsError::Rejected {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(Self::from_client_config(client_config(roots)?))
     }
@@ -160,10 +158,13 @@ impl RedisTls {
         let name = match &self.server_name {
             Some(name) => name.clone(),
             None => ServerName::try_from(host.to_owned()).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, RedisTlsError::ServerName {
-                    name: host.to_owned(),
-                    source: e,
-                })
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    RedisTlsError::ServerName {
+                        name: host.to_owned(),
+                        source: e,
+                    },
+                )
             })?,
         };
         let connect = TlsConnector::from(self.config.clone()).connect(name, stream);
@@ -279,7 +280,10 @@ impl fmt::Display for RedisTlsError {
                 Ok(())
             }
             RedisTlsError::ServerName { name, .. } => {
-                write!(f, "{name:?} is not a name a certificate can be checked against")
+                write!(
+                    f,
+                    "{name:?} is not a name a certificate can be checked against"
+                )
             }
             RedisTlsError::Config(_) => f.write_str("rustls refused the TLS configuration"),
         }
