@@ -47,6 +47,10 @@ mod server;
 #[cfg(feature = "redis-tls")]
 mod tls;
 
+/// The `redis` crate this adapter is built on (1.x), so its command traits
+/// (`AsyncCommands`, `aio::ConnectionLike`) need no dependency of their own
+/// at a matching version.
+pub use ::redis;
 pub use server::RedisConfigError;
 #[cfg(feature = "redis-tls")]
 pub use tls::{RedisTls, RedisTlsError};
