@@ -677,3 +677,20 @@ mod tls {
         assert!(!manager.is_permanent(&err));
     }
 }
+
+/// A member of an endpoint set of Redis servers is a `ConnectionLike` too.
+#[tokio::test]
+async fn an_endpoint_set_member_takes_redis_commands_as_it_is() {
+    use livepool::endpoints::{Endpoints, Want, discover};
+    let addr = server_addr();
+    let set = Endpoints::builder()
+        .name("redis-set")
+        .pool(builder())
+        .build(discover::fixed([(addr, addr)]), |addr: &SocketAddr| {
+            RedisManager::new(*addr)
+        })
+        .unwrap();
+    let mut member = set.get(Want::Any).await.expect("a member");
+    let pong: String = redis::cmd("PING").query_async(&mut member).await.unwrap();
+    assert_eq!(pong, "PONG");
+}

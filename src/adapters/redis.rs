@@ -161,7 +161,7 @@ impl RedisManager {
     }
 
     /// A manager from anything the `redis` crate takes as connection info:
-    /// a [`redis::ConnectionInfo`](::redis::ConnectionInfo), a URL, a
+    /// a [`redis::ConnectionInfo`], a URL, a
     /// `(host, port)` pair. Its address, database, credentials and protocol
     /// are used; its TCP settings are not (the socket's options are this
     /// crate's [`TcpOptions`], see [`tcp_options`](Self::tcp_options)).
@@ -449,27 +449,44 @@ impl ConnectionLike for RedisConnection {
     }
 }
 
-/// The guard is a connection too, so `query_async(&mut conn)` and functions
-/// generic over `impl ConnectionLike` take a borrowed connection as it is;
-/// every command still goes through the member's own tracking, so one cut
-/// off half way evicts the member on return.
-impl ConnectionLike for Pooled<'_, RedisManager> {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        (**self).req_packed_command(cmd)
-    }
+/// `ConnectionLike` for a guard around a [`RedisConnection`], by deref: every
+/// command still goes through the member's own tracking.
+macro_rules! connection_like_by_deref {
+    ($(#[$doc:meta])* impl[$($g:tt)*] for $guard:ty) => {
+        $(#[$doc])*
+        impl<$($g)*> ConnectionLike for $guard {
+            fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+                (**self).req_packed_command(cmd)
+            }
 
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a ::redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        (**self).req_packed_commands(cmd, offset, count)
-    }
+            fn req_packed_commands<'a>(
+                &'a mut self,
+                cmd: &'a ::redis::Pipeline,
+                offset: usize,
+                count: usize,
+            ) -> RedisFuture<'a, Vec<Value>> {
+                (**self).req_packed_commands(cmd, offset, count)
+            }
 
-    fn get_db(&self) -> i64 {
-        (**self).get_db()
-    }
+            fn get_db(&self) -> i64 {
+                (**self).get_db()
+            }
+        }
+    };
+}
+
+connection_like_by_deref! {
+    /// The guard is a connection too, so `query_async(&mut conn)` and
+    /// functions generic over `impl ConnectionLike` take a borrowed
+    /// connection as it is; a command cut off half way through it still
+    /// evicts the member on return.
+    impl['p] for Pooled<'p, RedisManager>
+}
+
+connection_like_by_deref! {
+    /// The same for a member of an [`Endpoints`](crate::endpoints::Endpoints)
+    /// set of Redis servers.
+    impl[K: crate::endpoints::Key] for crate::endpoints::Member<K, RedisManager>
 }
 
 /// Why a Redis connect or heartbeat failed.
