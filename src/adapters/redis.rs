@@ -10,7 +10,7 @@
 //!
 //! The socket is opened by [`crate::tcp::connect_host`] (keepalive,
 //! `TCP_USER_TIMEOUT`, connect timeout), wrapped in TLS by the crate itself
-//! when asked ([`RedisTls`], over that same socket, so the socket options
+//! when asked (`RedisTls`, feature `redis-tls`, over that same socket, so the socket options
 //! hold for TLS members too), and handed to
 //! [`MultiplexedConnection::new_with_config`], which takes any stream; the
 //! multiplexer's driver runs in a task of its own that ends with the member.
@@ -146,7 +146,7 @@ impl RedisManager {
     /// A manager for the server a Redis URL names, with its database,
     /// username and password: `redis://[user[:password]@]host[:port][/db]`,
     /// or `rediss://...` for TLS (feature `redis-tls`; the system's root
-    /// certificates unless [`tls`](Self::tls) gives others). The host may be
+    /// certificates unless `tls` gives others). The host may be
     /// a name: it is resolved at every connect.
     ///
     /// ```
@@ -218,7 +218,8 @@ impl RedisManager {
     /// Connects with TLS, checking the server's certificate as `tls` says
     /// (feature `redis-tls`). A `rediss://` URL turns TLS on by itself, with
     /// the system's root certificates; this replaces those, and turns TLS on
-    /// for any other manager too.
+    /// for any other manager too. The handshake is bounded by the
+    /// [`TcpOptions`]' `connect_timeout`, as the TCP handshake before it.
     ///
     /// ```no_run
     /// use livepool::adapters::redis::{RedisManager, RedisTls};
