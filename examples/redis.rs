@@ -6,7 +6,8 @@
 //! ```
 //!
 //! The server is the Redis URL in LIVEPOOL_REDIS_URL (default
-//! `redis://localhost:6379/0`; `rediss://` with the `redis-tls` feature).
+//! `redis://localhost:6379/0`; `rediss://` with `--features redis-tls`, the
+//! certificate checked against the system's roots or SSL_CERT_FILE).
 //! The host name is resolved at every connect. For the second part the pool
 //! reaches the server through livepool's fault proxy, so the example can cut
 //! the path.
@@ -69,6 +70,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manager = RedisManager::new(proxy.addr())
         .connection_info(direct.redis_settings().clone())
         .client_name("livepool-example");
+    // A rediss:// server: TLS through the proxy too, the certificate
+    // checked against the URL's host name (the system's roots, as for the
+    // URL itself; SSL_CERT_FILE names others).
+    #[cfg(feature = "redis-tls")]
+    let manager = if direct.uses_tls() {
+        use livepool::adapters::redis::RedisTls;
+        manager.tls(RedisTls::native_roots()?.server_name(direct.host())?)
+    } else {
+        manager
+    };
     let pool = Pool::builder()
         .name("example-redis-proxied")
         .max_size(4)
