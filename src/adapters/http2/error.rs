@@ -8,8 +8,8 @@ use crate::tcp::ConnectError;
 /// Why an HTTP/2 connect or heartbeat failed.
 ///
 /// `Display` says which step failed; the cause is the
-/// [`source`](std::error::Error::source): a [`ConnectError`], an
-/// [`std::io::Error`], or the `h2::Error` (kept in the variant, so code can
+/// [`source`](std::error::Error::source): a [`ConnectError`], the
+/// transport's error, or the `h2::Error` (kept in the variant, so code can
 /// read its [`reason`](h2::Error::reason) or ask
 /// [`is_go_away`](h2::Error::is_go_away)).
 #[derive(Debug)]
@@ -17,13 +17,6 @@ use crate::tcp::ConnectError;
 pub enum Http2ManagerError {
     /// The TCP connection could not be opened.
     Connect(ConnectError),
-    /// The connected socket could not report its addresses.
-    Socket {
-        /// The server, as `host:port`.
-        host: String,
-        /// What the socket said.
-        source: std::io::Error,
-    },
     /// The [`Transport`](super::Transport) could not wrap the socket (a
     /// TLS handshake failed).
     Transport {
@@ -56,9 +49,6 @@ impl fmt::Display for Http2ManagerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Http2ManagerError::Connect(_) => f.write_str("could not connect to the HTTP/2 server"),
-            Http2ManagerError::Socket { host, .. } => {
-                write!(f, "the socket to {host} could not report its addresses")
-            }
             Http2ManagerError::Transport { host, .. } => {
                 write!(f, "the transport to {host} could not be set up")
             }
@@ -77,7 +67,6 @@ impl std::error::Error for Http2ManagerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Http2ManagerError::Connect(e) => Some(e),
-            Http2ManagerError::Socket { source, .. } => Some(source),
             Http2ManagerError::Transport { source, .. } => Some(source.as_ref()),
             // h2's errors print their own cause and return none.
             Http2ManagerError::Handshake { source, .. } => Some(source),

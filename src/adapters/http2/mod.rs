@@ -105,8 +105,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use h2::Reason;
 
-use super::driver::Driver;
-use crate::tcp::{self, TcpOptions};
+use super::driver::{Driver, open_socket};
+use crate::tcp::TcpOptions;
 use crate::{Condition, Manager};
 
 /// Makes, probes and judges HTTP/2 connections to one server.
@@ -222,15 +222,9 @@ impl<T: Transport> Manager for Http2Manager<T> {
     type Error = Http2ManagerError;
 
     async fn connect(&self) -> Result<Http2Connection, Http2ManagerError> {
-        let stream = tcp::connect_host(&self.host, self.port, &self.tcp)
+        let (stream, local_addr, peer_addr) = open_socket(&self.host, self.port, &self.tcp)
             .await
             .map_err(Http2ManagerError::Connect)?;
-        let socket_error = |source| Http2ManagerError::Socket {
-            host: self.authority(),
-            source,
-        };
-        let peer_addr = stream.peer_addr().map_err(socket_error)?;
-        let local_addr = stream.local_addr().map_err(socket_error)?;
         let stream = self.transport.wrap(stream, &self.host).await.map_err(|e| {
             Http2ManagerError::Transport {
                 host: self.authority(),
