@@ -628,3 +628,150 @@ async fn a_transport_wraps_every_socket_and_its_permanent_refusal_fails_the_chec
         started.elapsed()
     );
 }
+
+/// HTTP/2 over TLS through a [`Transport`]: tokio-rustls offering ALPN
+/// `h2`, against an h2 server behind a rustls acceptor, with a CA the test
+/// makes.
+mod tls {
+    use super::*;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+    use tokio_rustls::{TlsAcceptor, TlsConnector, client::TlsStream};
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// A CA and a server certificate it signed for `localhost`.
+    fn certificates() -> (
+        CertificateDer<'static>,
+        CertificateDer<'static>,
+        PrivateKeyDer<'static>,
+    ) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        (ca.der().clone(), cert.der().clone(), key)
+    }
+
+    /// An h2 server behind TLS (ALPN `h2`), answering `hello tls`.
+    async fn tls_server(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> SocketAddr {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let Ok(mut conn) = h2::server::handshake(tls).await else {
+                        return;
+                    };
+                    while let Some(Ok((_request, mut respond))) = conn.accept().await {
+                        if let Ok(mut send) = respond.send_response(http::Response::new(()), false)
+                        {
+                            let _ = send.send_data(Bytes::from_static(b"hello tls"), true);
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// TLS trusting `ca` only, offering ALPN `h2`; a rejected certificate
+    /// is permanent.
+    struct Rustls(TlsConnector);
+
+    impl Rustls {
+        fn trusting(ca: CertificateDer<'static>) -> Rustls {
+            let mut roots = RootCertStore::empty();
+            roots.add(ca).unwrap();
+            let mut config = ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            Rustls(TlsConnector::from(Arc::new(config)))
+        }
+    }
+
+    impl Transport for Rustls {
+        type Io = TlsStream<tokio::net::TcpStream>;
+        type Error = std::io::Error;
+
+        async fn wrap(&self, tcp: tokio::net::TcpStream, host: &str) -> std::io::Result<Self::Io> {
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = self.0.connect(name, tcp).await?;
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err(std::io::Error::other("the server did not agree to h2"));
+            }
+            Ok(tls)
+        }
+
+        fn is_permanent(&self, error: &std::io::Error) -> bool {
+            matches!(
+                error
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<rustls::Error>()),
+                Some(rustls::Error::InvalidCertificate(_))
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_and_heartbeats_run_over_tls_and_a_foreign_ca_is_permanent() {
+        let (ca, cert, key) = certificates();
+        let addr = tls_server(cert, key).await;
+        let manager = Http2Manager::new("localhost", addr.port()).transport(Rustls::trusting(ca));
+        let pool = builder().build(manager).unwrap();
+        let mut conn = pool.get().await.expect("a TLS member");
+        let uri = format!("https://{}/", conn.authority());
+        let (response, _) = conn
+            .send_request(http::Request::get(uri).body(()).unwrap(), true)
+            .await
+            .unwrap();
+        assert_eq!(read(response).await.unwrap(), "hello tls");
+        return_and_watch_it_heartbeat(&pool, conn).await;
+
+        // A client that trusts another CA: refused at once, for good.
+        let (other_ca, _, _) = certificates();
+        let foreign =
+            Http2Manager::new("localhost", addr.port()).transport(Rustls::trusting(other_ca));
+        let pool = builder().build(foreign).unwrap();
+        let started = Instant::now();
+        let err = pool.get().await.expect_err("an untrusted certificate");
+        assert!(
+            matches!(
+                err,
+                livepool::Error::Permanent(Http2ManagerError::Transport { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
