@@ -218,6 +218,23 @@ async fn wait_for_open(server: &Server, n: usize) {
     }
 }
 
+/// Builds a pool of `manager` and checks its first checkout fails at once
+/// (well within `wait_timeout`, no retries) with a permanent error, which
+/// it returns.
+async fn first_get_fails_at_once_as_permanent<T: Transport>(
+    manager: Http2Manager<T>,
+) -> Http2ManagerError {
+    let pool = builder().build(manager).unwrap();
+    let started = Instant::now();
+    let err = pool.get().await.expect_err("no member");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}: {err:?}");
+    match err {
+        livepool::Error::Permanent(e) => e,
+        other => panic!("expected a permanent error: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn borrows_sends_a_request_returns_and_heartbeats_idle_members() {
     let server = Server::start().await;
@@ -520,15 +537,7 @@ async fn an_http1_only_server_fails_the_checkout_at_once_as_permanent() {
         .to_string();
     assert_eq!(cause, h2_error.to_string());
 
-    let pool = builder().build(manager).unwrap();
-    let started = Instant::now();
-    let err = pool.get().await.expect_err("no member");
-    assert!(matches!(err, livepool::Error::Permanent(_)), "{err:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    first_get_fails_at_once_as_permanent(manager).await;
 }
 
 #[tokio::test]
@@ -618,15 +627,7 @@ async fn a_transport_wraps_every_socket_and_its_permanent_refusal_fails_the_chec
         std::error::Error::source(&err).unwrap().to_string(),
         "the transport refused the socket"
     );
-    let pool = builder().build(permanent).unwrap();
-    let started = Instant::now();
-    let err = pool.get().await.expect_err("refused");
-    assert!(matches!(err, livepool::Error::Permanent(_)), "{err:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    first_get_fails_at_once_as_permanent(permanent).await;
 }
 
 /// HTTP/2 over TLS through a [`Transport`]: tokio-rustls offering ALPN
@@ -758,20 +759,10 @@ mod tls {
         let (other_ca, _, _) = certificates();
         let foreign =
             Http2Manager::new("localhost", addr.port()).transport(Rustls::trusting(other_ca));
-        let pool = builder().build(foreign).unwrap();
-        let started = Instant::now();
-        let err = pool.get().await.expect_err("an untrusted certificate");
+        let err = first_get_fails_at_once_as_permanent(foreign).await;
         assert!(
-            matches!(
-                err,
-                livepool::Error::Permanent(Http2ManagerError::Transport { .. })
-            ),
+            matches!(err, Http2ManagerError::Transport { .. }),
             "{err:?}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
         );
     }
 }
