@@ -78,6 +78,9 @@ pub mod adapters;
 pub mod config_file;
 pub mod endpoints;
 pub mod manager;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod tcp;

@@ -227,12 +227,43 @@ impl<M: Manager> Pool<M> {
         self.checkout(shared, Queue::Never)
     }
 
+    /// Without the `metrics` feature, a checkout is its steps, with no layer
+    /// between: the future `get()` returns is theirs.
+    #[cfg(not(feature = "metrics"))]
+    #[inline]
+    fn checkout<'a, 'p: 'a>(
+        &'a self,
+        lender: impl checkout::Lender<'p, M> + 'a,
+        queue: Queue,
+    ) -> impl Future<Output = Result<Pooled<'p, M>, Error<M::Error>>> + Send + 'a {
+        self.steps(lender, queue)
+    }
+
+    /// With the `metrics` feature, the steps timed for
+    /// `db.client.connection.wait_time`; the clock read that ends the wait
+    /// starts the guard's use time.
+    #[cfg(feature = "metrics")]
+    async fn checkout<'a, 'p: 'a>(
+        &'a self,
+        lender: impl checkout::Lender<'p, M> + 'a,
+        queue: Queue,
+    ) -> Result<Pooled<'p, M>, Error<M::Error>> {
+        let started = tokio::time::Instant::now();
+        let mut pooled = self.steps(lender, queue).await?;
+        let lent_at = tokio::time::Instant::now();
+        self.shared()
+            .metrics
+            .waited(lent_at.saturating_duration_since(started));
+        pooled.lent_at = Some(lent_at);
+        Ok(pooled)
+    }
+
     /// The fast path inline (no span, no clock read, no timer, no box); a
     /// plain wait behind other callers inline too, as it needs little state;
     /// anything more (connect, probe, retry) boxed out of line. Each step is
     /// decided in its own block so that nothing of it lives in this future's
     /// state across the await.
-    async fn checkout<'a, 'p: 'a>(
+    async fn steps<'a, 'p: 'a>(
         &'a self,
         lender: impl checkout::Lender<'p, M> + 'a,
         queue: Queue,

@@ -29,6 +29,10 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) wake_sentinel: Notify,
     pub(crate) hooks: Hooks<M::Connection>,
     pub(crate) hook_timeout: Duration,
+    /// The `metrics` feature's handles, registered when the sentinel first
+    /// starts (see `crate::metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::PoolMetrics,
     state: Mutex<State<M::Connection>>,
     /// This pool, for work that must own a handle on it (the sentinel, close
     /// work). Never upgraded on a hot path.
@@ -52,6 +56,8 @@ impl<M: Manager> Shared<M> {
             config,
             clock: CoarseClock::new(),
             wake_sentinel: Notify::new(),
+            #[cfg(feature = "metrics")]
+            metrics: Default::default(),
             me: me.clone(),
         })
     }
@@ -107,11 +113,19 @@ impl<M: Manager> Shared<M> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(Error::NoBackgroundTask);
         };
+        // Here rather than at build: a pool built outside a runtime (in a
+        // `LazyLock`, before `main` installs the exporter) registers with
+        // the recorder of its first use.
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .register(&self.config.name, self.config.min_idle);
         let restarted = st.sentinel == Sentinel::Gone;
         st.sentinel = Sentinel::Running;
         if restarted {
             st.epoch = st.epoch.wrapping_add(1);
             st.counters.sentinel_restarts += 1;
+            #[cfg(feature = "metrics")]
+            self.metrics.sentinel_restarted();
             tracing::warn!(
                 pool = %self.config.name,
                 restarts = st.counters.sentinel_restarts,
@@ -162,7 +176,7 @@ impl<M: Manager> Shared<M> {
     // Members travel boxed everywhere (see `member.rs`); this is where one ends.
     #[allow(clippy::boxed_local)]
     pub(crate) fn evict(&self, member: Member<M::Connection>, reason: EvictReason, from: Held) {
-        log_eviction(&self.config.name, member.id, reason);
+        let id = member.id;
         let MemberData { conn, .. } = *member;
         let work = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.manager.close(conn)
@@ -180,7 +194,7 @@ impl<M: Manager> Shared<M> {
         });
         let below_min = {
             let mut st = self.lock();
-            st.evict(from, reason, spawn.is_some());
+            self.evicted(&mut st, id, from, reason, spawn.is_some());
             self.below_min_idle(&st)
         };
         if let Some((runtime, shared, work)) = spawn {
@@ -201,12 +215,50 @@ impl<M: Manager> Shared<M> {
         }
     }
 
+    /// A member leaves the ledger (the caller holds the lock), and is
+    /// logged and counted: the one place every eviction passes, whichever
+    /// path it took.
+    pub(crate) fn evicted(
+        &self,
+        st: &mut State<M::Connection>,
+        member: u64,
+        from: Held,
+        reason: EvictReason,
+        closing: bool,
+    ) {
+        log_eviction(&self.config.name, member, reason);
+        st.evict(from, reason, closing);
+        #[cfg(feature = "metrics")]
+        {
+            self.metrics.evicted(reason);
+            self.gauges_if_closed(st);
+        }
+    }
+
+    /// Publishes the gauges from the ledger: each sentinel tick, and after
+    /// the pool closed (its sentinel has stopped) at each change, so they
+    /// follow the members still coming back. See `crate::metrics` for why
+    /// not at every change.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_gauges(&self, st: &State<M::Connection>) {
+        self.metrics.publish(&status_of(st));
+    }
+
+    #[cfg(feature = "metrics")]
+    fn gauges_if_closed(&self, st: &State<M::Connection>) {
+        if st.closed {
+            self.publish_gauges(st);
+        }
+    }
+
     /// Frees a place held by `from` that has no member: a connect that
     /// failed or was cancelled.
     pub(crate) fn vacate(&self, from: Held) {
         let below_min = {
             let mut st = self.lock();
             st.vacate(from);
+            #[cfg(feature = "metrics")]
+            self.gauges_if_closed(&st);
             self.below_min_idle(&st)
         };
         if below_min {
@@ -257,21 +309,7 @@ impl<M: Manager> Shared<M> {
     }
 
     pub(crate) fn status(&self) -> Status {
-        let st = self.lock();
-        let l = st.ledger;
-        Status {
-            max_size: st.max_size,
-            size: l.size,
-            idle: st.idle.len(),
-            in_use: l.in_use,
-            probing: l.probing,
-            connecting: l.connecting,
-            closing: l.closing,
-            returning: l.returning,
-            waiters: st.waiting(),
-            closed: st.closed,
-            counters: st.counters,
-        }
+        status_of(&self.lock())
     }
 
     /// A handle of its own on this pool, for work spawned on its behalf.
@@ -312,7 +350,10 @@ impl<M: Manager> Shared<M> {
             for _ in 0..idle.len() {
                 st.claim_for_probe();
             }
-            (idle, std::mem::take(&mut st.waiters))
+            let waiters = std::mem::take(&mut st.waiters);
+            #[cfg(feature = "metrics")]
+            self.publish_gauges(&st);
+            (idle, waiters)
         };
         // Dropping the senders wakes every waiter with a closed channel.
         drop(waiters);
@@ -321,6 +362,24 @@ impl<M: Manager> Shared<M> {
         }
         self.wake_sentinel.notify_one();
         tracing::info!(pool = %self.config.name, "pool closed");
+    }
+}
+
+/// The snapshot `Pool::status` returns, of a ledger already locked.
+pub(crate) fn status_of<C>(st: &State<C>) -> Status {
+    let l = st.ledger;
+    Status {
+        max_size: st.max_size,
+        size: l.size,
+        idle: st.idle.len(),
+        in_use: l.in_use,
+        probing: l.probing,
+        connecting: l.connecting,
+        closing: l.closing,
+        returning: l.returning,
+        waiters: st.waiting(),
+        closed: st.closed,
+        counters: st.counters,
     }
 }
 
@@ -384,9 +443,9 @@ impl<M: Manager> Drop for Hold<'_, M> {
         }
         match self.on_cancel {
             Some((reason, member)) => {
-                log_eviction(&self.shared.config.name, member, reason);
                 let mut st = self.shared.lock();
-                st.evict(self.held, reason, false);
+                self.shared
+                    .evicted(&mut st, member, self.held, reason, false);
             }
             None => self.shared.vacate(self.held),
         }
