@@ -156,6 +156,8 @@ pub(crate) struct PoolMetrics {
 
 /// Every handle a pool records into, labels bound.
 struct Handles {
+    /// The configuration's, for its gauge.
+    min_idle: usize,
     idle: Gauge,
     used: Gauge,
     max: Gauge,
@@ -175,14 +177,12 @@ struct Handles {
 }
 
 impl PoolMetrics {
-    /// Registers the handles with the recorder installed now, if not done
-    /// yet. `min_idle` is published here: it never changes.
+    /// Registers the handles with the recorder in force now, if not done
+    /// yet.
     pub(crate) fn register(&self, pool: &str, min_idle: usize) {
         self.handles.get_or_init(|| {
             describe();
-            let handles = Handles::new(pool);
-            handles.idle_min.set(min_idle as f64);
-            handles
+            Handles::new(pool, min_idle)
         });
     }
 
@@ -199,6 +199,7 @@ impl PoolMetrics {
             .set((status.in_use + status.probing + status.returning) as f64);
         h.max.set(status.max_size as f64);
         h.idle_max.set(status.max_size as f64);
+        h.idle_min.set(h.min_idle as f64);
         h.pending.set(status.waiters as f64);
         let states = [
             status.idle,
@@ -267,12 +268,13 @@ impl PoolMetrics {
 }
 
 impl Handles {
-    fn new(pool: &str) -> Self {
+    fn new(pool: &str, min_idle: usize) -> Self {
         let name = || pool.to_owned();
         let gauge = |key: &'static str| metrics::gauge!(key, POOL_NAME => name());
         let counter = |key: &'static str| metrics::counter!(key, POOL_NAME => name());
         let histogram = |key: &'static str| metrics::histogram!(key, POOL_NAME => name());
         Handles {
+            min_idle,
             idle: metrics::gauge!(COUNT, POOL_NAME => name(), STATE => "idle"),
             used: metrics::gauge!(COUNT, POOL_NAME => name(), STATE => "used"),
             max: gauge(MAX),
