@@ -12,7 +12,7 @@
 //! through `after_release`), `sentinel` (the background task), `drain` and
 //! `ready` (stopping and starting a service), `status` (snapshot and
 //! counters), `clock` (the coarse clock), `time` (arithmetic that cannot
-//! overflow).
+//! overflow), `timing` (the wait and use times of the `metrics` feature).
 //!
 //! Run time changes: [`Pool::resize`] (grow at once, shrink without taking
 //! a member from a caller), [`Pool::drain`] (stop lending, wait for borrowed
@@ -37,6 +37,7 @@ mod shared;
 mod slot;
 mod status;
 mod time;
+mod timing;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,6 +57,7 @@ pub use status::{Counters, EvictReason, Evictions, ProbeRtt, Status};
 
 use checkout::{Fast, Queue, Waited};
 use shared::Shared;
+use timing::WaitStart;
 
 use crate::Manager;
 
@@ -227,51 +229,22 @@ impl<M: Manager> Pool<M> {
         self.checkout(shared, Queue::Never)
     }
 
-    /// Without the `metrics` feature, a checkout is its steps, with no layer
-    /// between: the future `get()` returns is theirs.
-    #[cfg(not(feature = "metrics"))]
-    #[inline]
-    fn checkout<'a, 'p: 'a>(
-        &'a self,
-        lender: impl checkout::Lender<'p, M> + 'a,
-        queue: Queue,
-    ) -> impl Future<Output = Result<Pooled<'p, M>, Error<M::Error>>> + Send + 'a {
-        self.steps(lender, queue)
-    }
-
-    /// With the `metrics` feature, the steps timed for
-    /// `db.client.connection.wait_time`; the clock read that ends the wait
-    /// starts the guard's use time.
-    #[cfg(feature = "metrics")]
+    /// The fast path inline (no span, no clock read, no timer, no box); a
+    /// plain wait behind other callers inline too, as it needs little state;
+    /// anything more (connect, probe, retry) boxed out of line. Each step is
+    /// decided in its own block so that nothing of it lives in this future's
+    /// state across the await. (With the `metrics` feature, the wait time
+    /// reads the clock at the start and at the end: see `timing.rs`.)
     async fn checkout<'a, 'p: 'a>(
         &'a self,
         lender: impl checkout::Lender<'p, M> + 'a,
         queue: Queue,
     ) -> Result<Pooled<'p, M>, Error<M::Error>> {
-        let started = tokio::time::Instant::now();
-        let mut pooled = self.steps(lender, queue).await?;
-        let lent_at = tokio::time::Instant::now();
-        self.shared()
-            .metrics
-            .waited(lent_at.saturating_duration_since(started));
-        pooled.lent_at = Some(lent_at);
-        Ok(pooled)
-    }
-
-    /// The fast path inline (no span, no clock read, no timer, no box); a
-    /// plain wait behind other callers inline too, as it needs little state;
-    /// anything more (connect, probe, retry) boxed out of line. Each step is
-    /// decided in its own block so that nothing of it lives in this future's
-    /// state across the await.
-    async fn steps<'a, 'p: 'a>(
-        &'a self,
-        lender: impl checkout::Lender<'p, M> + 'a,
-        queue: Queue,
-    ) -> Result<Pooled<'p, M>, Error<M::Error>> {
         let shared = self.shared();
+        let started = WaitStart::now();
         let step = {
             match shared.checkout_fast(lender, queue) {
-                Fast::Done(pooled) => return Ok(pooled),
+                Fast::Done(pooled) => return Ok(shared.lent(pooled, started)),
                 Fast::Fail(e) => return Err(e),
                 Fast::Queued(queued) => Ok(queued),
                 Fast::Slow(next, attempt) => Err(self.slow(lender, queue, next, attempt)),
@@ -283,13 +256,13 @@ impl<M: Manager> Pool<M> {
                 let deadline = queued.deadline;
                 let received = shared.wait(queued.rx).await;
                 match shared.after_inline_wait(lender, received, deadline) {
-                    Waited::Done(pooled) => return Ok(pooled),
+                    Waited::Done(pooled) => return Ok(shared.lent(pooled, started)),
                     Waited::Fail(e) => return Err(e),
                     Waited::Slow(next, attempt) => self.slow(lender, queue, next, attempt),
                 }
             }
         };
-        slow.await
+        slow.await.map(|pooled| shared.lent(pooled, started))
     }
 
     /// Probing, connecting and retrying (and any queueing they lead to),

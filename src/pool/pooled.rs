@@ -47,7 +47,7 @@ pub struct Pooled<'a, M: Manager> {
     member: Option<Member<M::Connection>>,
     broken: bool,
     /// When the checkout handed it out, for the use time (`metrics`
-    /// feature); set by `Pool::checkout` with the clock read that ends
+    /// feature); set by `Shared::lent` with the clock read that ends
     /// the wait time.
     #[cfg(feature = "metrics")]
     pub(super) lent_at: Option<tokio::time::Instant>,
@@ -100,14 +100,10 @@ impl<'a, M: Manager> Pooled<'a, M> {
     /// once for other callers.
     pub fn detach(mut this: Self) -> M::Connection {
         let member = this.take_member();
+        super::shared::log_eviction(&this.shared.config.name, member.id, EvictReason::Detached);
         let mut st = this.shared.lock();
-        this.shared.evicted(
-            &mut st,
-            member.id,
-            Held::Caller,
-            EvictReason::Detached,
-            false,
-        );
+        this.shared
+            .evicted(&mut st, Held::Caller, EvictReason::Detached, false);
         drop(st);
         member.conn
     }

@@ -176,7 +176,7 @@ impl<M: Manager> Shared<M> {
     // Members travel boxed everywhere (see `member.rs`); this is where one ends.
     #[allow(clippy::boxed_local)]
     pub(crate) fn evict(&self, member: Member<M::Connection>, reason: EvictReason, from: Held) {
-        let id = member.id;
+        log_eviction(&self.config.name, member.id, reason);
         let MemberData { conn, .. } = *member;
         let work = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.manager.close(conn)
@@ -194,7 +194,7 @@ impl<M: Manager> Shared<M> {
         });
         let below_min = {
             let mut st = self.lock();
-            self.evicted(&mut st, id, from, reason, spawn.is_some());
+            self.evicted(&mut st, from, reason, spawn.is_some());
             self.below_min_idle(&st)
         };
         if let Some((runtime, shared, work)) = spawn {
@@ -215,18 +215,16 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// A member leaves the ledger (the caller holds the lock), and is
-    /// logged and counted: the one place every eviction passes, whichever
-    /// path it took.
+    /// A member leaves the ledger (the caller holds the lock, and has
+    /// logged it with `log_eviction` before taking it): the one place every
+    /// eviction passes, whichever path it took, so the metrics count each.
     pub(crate) fn evicted(
         &self,
         st: &mut State<M::Connection>,
-        member: u64,
         from: Held,
         reason: EvictReason,
         closing: bool,
     ) {
-        log_eviction(&self.config.name, member, reason);
         st.evict(from, reason, closing);
         #[cfg(feature = "metrics")]
         {
@@ -443,9 +441,9 @@ impl<M: Manager> Drop for Hold<'_, M> {
         }
         match self.on_cancel {
             Some((reason, member)) => {
+                log_eviction(&self.shared.config.name, member, reason);
                 let mut st = self.shared.lock();
-                self.shared
-                    .evicted(&mut st, member, self.held, reason, false);
+                self.shared.evicted(&mut st, self.held, reason, false);
             }
             None => self.shared.vacate(self.held),
         }
