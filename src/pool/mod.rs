@@ -233,23 +233,24 @@ impl<M: Manager> Pool<M> {
     /// plain wait behind other callers inline too, as it needs little state;
     /// anything more (connect, probe, retry) boxed out of line. Each step is
     /// decided in its own block so that nothing of it lives in this future's
-    /// state across the await. (With the `metrics` feature, the wait time
-    /// reads the clock at the start and at the end: see `timing.rs`.)
+    /// state across the await. (With the `metrics` feature, a checkout
+    /// that waits reads the clock when it starts waiting and when it ends:
+    /// see `timing.rs`.)
     async fn checkout<'a, 'p: 'a>(
         &'a self,
         lender: impl checkout::Lender<'p, M> + 'a,
         queue: Queue,
     ) -> Result<Pooled<'p, M>, Error<M::Error>> {
         let shared = self.shared();
-        let started = WaitStart::now();
         let step = {
             match shared.checkout_fast(lender, queue) {
-                Fast::Done(pooled) => return Ok(shared.lent(pooled, started)),
+                Fast::Done(pooled) => return Ok(shared.lent(pooled, WaitStart::AT_ONCE)),
                 Fast::Fail(e) => return Err(e),
                 Fast::Queued(queued) => Ok(queued),
                 Fast::Slow(next, attempt) => Err(self.slow(lender, queue, next, attempt)),
             }
         };
+        let started = WaitStart::now();
         let slow = match step {
             Err(slow) => slow,
             Ok(queued) => {
