@@ -37,7 +37,7 @@
 //!
 //! The handles (counters, gauges, histograms, with their labels) are
 //! registered once per pool, when it is built inside a runtime, else on its
-//! first checkout (so a pool built in a `LazyLock` before `main` installs
+//! first checkout or [`Pool::ready`](crate::Pool::ready) (so a pool built in a `LazyLock` before `main` installs
 //! the exporter still reaches it). After that, recording is a pointer
 //! dereference and the exporter's atomic update: no string formatting, no
 //! label allocation, no lookup. What the feature adds to a checkout is two
