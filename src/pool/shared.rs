@@ -34,6 +34,9 @@ pub(crate) struct Shared<M: Manager> {
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::PoolMetrics,
     state: Mutex<State<M::Connection>>,
+    /// Where the sentinel runs: whether a queued caller may leave its
+    /// deadline to it (see `driven.rs`).
+    pub(crate) sentinel_runtime: super::driven::SentinelRuntime,
     /// This pool, for work that must own a handle on it (the sentinel, close
     /// work). Never upgraded on a hot path.
     me: Weak<Shared<M>>,
@@ -58,6 +61,7 @@ impl<M: Manager> Shared<M> {
             wake_sentinel: Notify::new(),
             #[cfg(feature = "metrics")]
             metrics: Default::default(),
+            sentinel_runtime: super::driven::SentinelRuntime::new(),
             me: me.clone(),
         })
     }
@@ -136,6 +140,7 @@ impl<M: Manager> Shared<M> {
         // Spawning never polls the task inline, so doing it under the lock
         // cannot deadlock.
         let exit = super::sentinel::Exit(self.me.clone());
+        self.sentinel_runtime.set(&runtime);
         runtime.spawn(super::sentinel::run(self.me.clone(), exit));
         Ok(())
     }
