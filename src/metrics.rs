@@ -37,8 +37,8 @@
 //!
 //! The handles (counters, gauges, histograms, with their labels) are
 //! registered once per pool, when it is built inside a runtime, else on its
-//! first checkout or [`Pool::ready`](crate::Pool::ready) (so a pool built in a `LazyLock` before `main` installs
-//! the exporter still reaches it). After that, recording is a pointer
+//! first checkout or [`Pool::ready`](crate::Pool::ready) (so a pool built
+//! in a `LazyLock` before `main` installs the exporter still reaches it). After that, recording is a pointer
 //! dereference and the exporter's atomic update: no string formatting, no
 //! label allocation, no lookup. What the feature adds to a checkout is two
 //! clock reads (when the guard is handed out and when it is dropped; a
@@ -65,8 +65,15 @@
 //!
 //! # Example
 //!
+//! A service installs its exporter once, in `main` (say
+//! `metrics_exporter_prometheus::PrometheusBuilder::new().install()?`);
+//! here a recording backend in force for the pool's build only, as a test
+//! would use:
+//!
 //! ```
+//! use livepool::metrics::{POOL_NAME, WAIT_TIME};
 //! use livepool::{Manager, Pool};
+//! use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 //!
 //! struct Numbers;
 //!
@@ -79,14 +86,22 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // Install any `metrics` exporter first (here none: the facade's no-op),
-//! // e.g. `metrics_exporter_prometheus::PrometheusBuilder::new().install()?`.
-//! let pool = Pool::builder().name("orders-db").build(Numbers)?;
+//! let recorder = DebuggingRecorder::new();
+//! let snapshotter = recorder.snapshotter();
+//! // Built inside a runtime: the handles are registered now, with this recorder.
+//! let pool = metrics::with_local_recorder(&recorder, || {
+//!     Pool::builder().name("orders-db").build(Numbers)
+//! })?;
 //! drop(pool.get().await?);
-//! // Recorded: one `db.client.connection.wait_time` and one
-//! // `db.client.connection.use_time`, labelled
-//! // `db.client.connection.pool.name = "orders-db"`.
-//! assert_eq!(livepool::metrics::WAIT_TIME, "db.client.connection.wait_time");
+//!
+//! let snapshot = snapshotter.snapshot().into_vec();
+//! let (key, _, _, waits) = snapshot
+//!     .iter()
+//!     .find(|(key, ..)| key.key().name() == WAIT_TIME)
+//!     .expect("a wait time was recorded");
+//! assert!(matches!(waits, DebugValue::Histogram(values) if values.len() == 1));
+//! let label = key.key().labels().next().expect("labelled");
+//! assert_eq!((label.key(), label.value()), (POOL_NAME, "orders-db"));
 //! # Ok(()) }
 //! ```
 
