@@ -80,6 +80,9 @@ mod chain;
 pub mod config_file;
 pub mod endpoints;
 pub mod manager;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod tcp;

@@ -607,6 +607,8 @@ impl<M: Manager> Shared<M> {
     /// carrying the last failure it absorbed.
     fn timed_out(&self, phase: Phase, cause: Option<Cause<M::Error>>) -> Error<M::Error> {
         self.lock().counters.wait_timeouts += 1;
+        #[cfg(feature = "metrics")]
+        self.metrics.timed_out();
         Error::Timeout {
             phase,
             waited: self.config.wait_timeout,
