@@ -535,6 +535,12 @@ impl<M: Manager> Shared<M> {
                 self.lock().lend(Held::Probing);
                 self.acquire(lender, member, attempt).await
             }
+            Err(Failure::Refused) => {
+                // The server's refusal (too frequent pings, a shutdown):
+                // not the member's fault, and no failure to report.
+                self.evict(member, EvictReason::Drained, Held::Probing);
+                Step::Retry
+            }
             Err(failure) => {
                 self.evict(member, failure.probe_reason(), Held::Probing);
                 let passed = matches!(failure, Failure::DeadlinePassed);
@@ -636,6 +642,8 @@ pub(crate) fn connect_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E>
         Failure::TimedOut(d) => Cause::ConnectTimedOut(d),
         Failure::DeadlinePassed => Cause::ConnectTimedOut(limit),
         Failure::Panicked => Cause::ManagerPanicked,
+        Failure::Outpaced(d) => Cause::ConnectTimedOut(d),
+        Failure::Refused => Cause::ConnectTimedOut(limit),
     }
 }
 
@@ -645,6 +653,9 @@ fn probe_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E> {
         Failure::TimedOut(d) => Cause::ProbeTimedOut(d),
         Failure::DeadlinePassed => Cause::ProbeTimedOut(limit),
         Failure::Panicked => Cause::ManagerPanicked,
+        Failure::Outpaced(d) => Cause::ProbeTimedOut(d),
+        // Handled before: a refused probe is no failure of the member.
+        Failure::Refused => Cause::ProbeTimedOut(limit),
     }
 }
 

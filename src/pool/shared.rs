@@ -29,6 +29,11 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) wake_sentinel: Notify,
     pub(crate) hooks: Hooks<M::Connection>,
     pub(crate) hook_timeout: Duration,
+    /// Issue 12's liveness state: the adaptive timeout, the interval a
+    /// server may push up, and the loans leak detection watches.
+    pub(crate) adaptive: super::adaptive::Adaptive,
+    pub(crate) pace: super::pace::Pace,
+    pub(crate) leaks: super::leak::Leaks,
     state: Mutex<State<M::Connection>>,
     /// This pool, for work that must own a handle on it (the sentinel, close
     /// work). Never upgraded on a hot path.
@@ -49,6 +54,12 @@ impl<M: Manager> Shared<M> {
             state: Mutex::new(State::new(config.idle_order, config.max_size)),
             hooks,
             hook_timeout,
+            adaptive: super::adaptive::Adaptive::new(
+                config.adaptive_heartbeat_floor,
+                config.heartbeat_timeout,
+            ),
+            pace: super::pace::Pace::new(config.heartbeat_interval),
+            leaks: super::leak::Leaks::new(config.leak_threshold),
             config,
             clock: CoarseClock::new(),
             wake_sentinel: Notify::new(),
@@ -253,6 +264,7 @@ impl<M: Manager> Shared<M> {
             epoch,
             failures: 0,
             doomed: None,
+            distrusted: false,
         })
     }
 
@@ -271,6 +283,8 @@ impl<M: Manager> Shared<M> {
             waiters: st.waiting(),
             closed: st.closed,
             counters: st.counters,
+            heartbeat_interval: self.pace.interval(),
+            heartbeat_threshold: self.adaptive.threshold(),
         }
     }
 
