@@ -54,6 +54,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::time::later;
+
 /// Round trips remembered per pool.
 pub(crate) const WINDOW: usize = 32;
 /// Samples needed before the threshold moves below the ceiling.
@@ -75,8 +77,9 @@ struct Window {
     rtts: [u32; WINDOW],
     len: usize,
     next: usize,
-    /// The latest start of a round trip answered within the threshold.
-    fast_started: Option<Instant>,
+    /// The round trip answered within the threshold most recently: when it
+    /// started and when it was answered.
+    fast: Option<(Instant, Instant)>,
 }
 
 impl Window {
@@ -95,7 +98,7 @@ impl Adaptive {
                 rtts: [0; WINDOW],
                 len: 0,
                 next: 0,
-                fast_started: None,
+                fast: None,
             }),
             answered: Notify::new(),
         }
@@ -139,8 +142,8 @@ impl Adaptive {
             let mut window = self.window();
             let threshold = Self::threshold_of(&window, floor, self.ceiling);
             let late = rtt > threshold;
-            if !late && window.fast_started.is_none_or(|s| s < started) {
-                window.fast_started = Some(started);
+            if !late {
+                window.fast = Some((started, later(started, rtt)));
             }
             let micros = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
             let at = window.next;
@@ -154,19 +157,28 @@ impl Adaptive {
     }
 
     /// Completes when a probe that started at `started` may be convicted
-    /// early: `threshold` has passed since it started, and a witness (a
-    /// round trip started after it, answered within the threshold) exists.
-    /// Pending forever while adaptation is off.
+    /// early: `threshold` has passed since it started, and a witness exists:
+    /// a round trip that started after it and was answered within the
+    /// threshold, *after* the threshold had passed for the suspect.
+    ///
+    /// That last condition is what makes a spike safe at its onset too: a
+    /// suspect delayed by a spike was still in flight when the spike began,
+    /// which is before its threshold passed (the threshold is above every
+    /// recent round trip); a round trip answered after that moment was
+    /// itself in flight during the spike, so it is slow, and witnesses
+    /// nothing. Pending forever while adaptation is off.
     pub(crate) async fn witnessed(&self, started: Instant, threshold: Duration) {
         if !self.is_on() || threshold >= self.ceiling {
             return std::future::pending().await;
         }
-        tokio::time::sleep_until(super::time::later(started, threshold)).await;
+        let suspect_at = later(started, threshold);
+        tokio::time::sleep_until(suspect_at).await;
         loop {
             let answered = self.answered.notified();
             tokio::pin!(answered);
             answered.as_mut().enable();
-            if self.window().fast_started.is_some_and(|s| s > started) {
+            let witness = self.window().fast;
+            if witness.is_some_and(|(began, answered)| began > started && answered >= suspect_at) {
                 return;
             }
             answered.await;
@@ -200,7 +212,7 @@ impl Adaptive {
         use futures_util::FutureExt;
         let started = Instant::now();
         let threshold = self.threshold();
-        let own = super::time::later(started, self.ceiling);
+        let own = later(started, self.ceiling);
         let mut until = deadline.map_or(own, |d| d.min(own));
         let work = std::panic::AssertUnwindSafe(work).catch_unwind();
         tokio::pin!(work);
@@ -214,7 +226,7 @@ impl Adaptive {
                 () = tokio::time::sleep_until(until) => {
                     if !forgiven && super::stall::woke_late(until) {
                         forgiven = true;
-                        until = super::time::later(Instant::now(), self.ceiling);
+                        until = later(Instant::now(), self.ceiling);
                         continue;
                     }
                     let answer = if deadline.is_some_and(|d| d < own) && !forgiven {

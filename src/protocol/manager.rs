@@ -137,6 +137,15 @@ impl Manager for RpcManager {
         self.with_role(conn, conn.known_condition())
     }
 
+    fn heartbeat_refused(&self, conn: &RpcConnection) -> bool {
+        conn.heartbeats_refused()
+    }
+
+    /// Any byte read counts: a reply to a caller's request, an event.
+    fn last_heard(&self, conn: &RpcConnection) -> Option<tokio::time::Instant> {
+        conn.last_read()
+    }
+
     fn role(&self, conn: &RpcConnection) -> Option<crate::Role> {
         if self.track_roles { conn.role() } else { None }
     }
