@@ -93,8 +93,7 @@ async fn fill(pool: &Pool<Test>, n: usize) -> Vec<u64> {
 /// interval and `validate_after`, so nothing else would probe): no member is
 /// convicted, though a probe was in flight with its timer long expired, and
 /// no member reaches a caller unprobed since. Seen to fail with the stall
-/// guard off: the four checkouts get members last probed before the stall,
-/// and the probe in flight is evicted as timed out.
+/// guard off: the checkouts get members last proven before the stall.
 #[tokio::test(start_paused = true)]
 async fn a_stall_convicts_nobody_and_every_idle_member_is_revalidated() {
     let manager = Test::default();
@@ -117,10 +116,7 @@ async fn a_stall_convicts_nobody_and_every_idle_member_is_revalidated() {
         held.push(pool.get().await.unwrap());
     }
     for conn in &held {
-        let probed_since = manager
-            .probes_of(conn.0)
-            .iter()
-            .any(|t| *t >= stalled_at);
+        let probed_since = manager.probes_of(conn.0).iter().any(|t| *t >= stalled_at);
         assert!(
             probed_since || !ids.contains(&conn.0),
             "member {} handed out after the stall without a probe: {:?} {:?}",
@@ -136,7 +132,7 @@ async fn a_stall_convicts_nobody_and_every_idle_member_is_revalidated() {
 
 /// A probe in flight across a stall: its timer fired 20 s late, its answer
 /// is read a few polls after that. Forgiven, not convicted. Seen to fail
-/// (evicted as probe_timed_out) without the late-timer check.
+/// without the late-timer check.
 #[tokio::test(start_paused = true)]
 async fn a_probe_in_flight_across_a_stall_is_not_convicted() {
     let manager = Test::default();
@@ -205,8 +201,7 @@ async fn any_inbound_byte_counts_as_proof_of_life() {
 
 /// The interval counts from the last answer read, not from the last ping
 /// sent: with a 300 ms round trip and a 1 s interval, probes of one member
-/// start 1.3 s apart, not 1 s. Seen to fail (1 s) with the age taken from
-/// the probe's start.
+/// start 1.3 s apart; counted from the probe's start they would be 1 s.
 #[tokio::test(start_paused = true)]
 async fn the_interval_counts_from_the_last_read_not_the_last_ping() {
     let manager = Test::default();
@@ -319,7 +314,10 @@ fn a_member_held_past_the_leak_threshold_is_reported_once_with_its_call_site() {
         line
     });
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let warns: Vec<_> = text.lines().filter(|l| l.contains("leak_threshold")).collect();
+    let warns: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("leak_threshold"))
+        .collect();
     assert_eq!(warns.len(), 1, "{text}");
     let site = format!("tests/liveness.rs:{line}");
     assert!(warns[0].contains(&site), "{} lacks {site}", warns[0]);
