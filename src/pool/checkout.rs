@@ -58,12 +58,20 @@ pub(crate) enum Next<C> {
 /// or a shared handle (`get_owned`).
 pub(crate) trait Lender<'p, M: Manager>: Copy + Send + Sync {
     fn home(self) -> Home<'p, M>;
+    /// The pool it lends from: so a checkout's future holds the lender
+    /// alone, not the lender and the pool.
+    fn shared(&self) -> &Shared<M>;
 }
 
 impl<'p, M: Manager> Lender<'p, M> for &'p Shared<M> {
     #[inline]
     fn home(self) -> Home<'p, M> {
         Home::Borrowed(self)
+    }
+
+    #[inline]
+    fn shared(&self) -> &Shared<M> {
+        self
     }
 }
 
@@ -81,6 +89,11 @@ impl<M: Manager> Copy for Owned<'_, M> {}
 impl<M: Manager> Lender<'static, M> for Owned<'_, M> {
     fn home(self) -> Home<'static, M> {
         Home::Owned(Arc::clone(self.0))
+    }
+
+    #[inline]
+    fn shared(&self) -> &Shared<M> {
+        self.0
     }
 }
 

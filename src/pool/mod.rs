@@ -193,7 +193,7 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn get(&self) -> impl Future<Output = Result<Pooled<'_, M>, Error<M::Error>>> + Send + '_ {
         let shared: &Shared<M> = self.shared();
-        self.checkout(shared, Queue::Wait, Location::caller())
+        Self::checkout(shared, Queue::Wait, Location::caller())
     }
 
     /// Like [`get`](Self::get), but the guard holds its own handle on the
@@ -221,7 +221,7 @@ impl<M: Manager> Pool<M> {
     pub fn get_owned(
         &self,
     ) -> impl Future<Output = Result<PooledOwned<M>, Error<M::Error>>> + Send + '_ {
-        self.checkout(
+        Self::checkout(
             checkout::Owned(self.shared()),
             Queue::Wait,
             Location::caller(),
@@ -236,7 +236,7 @@ impl<M: Manager> Pool<M> {
         &self,
     ) -> impl Future<Output = Result<Pooled<'_, M>, Error<M::Error>>> + Send + '_ {
         let shared: &Shared<M> = self.shared();
-        self.checkout(shared, Queue::Never, Location::caller())
+        Self::checkout(shared, Queue::Never, Location::caller())
     }
 
     /// The fast path inline (no span, no clock read, no timer, no box); a
@@ -244,34 +244,34 @@ impl<M: Manager> Pool<M> {
     /// anything more (connect, probe, retry) boxed out of line. Each step is
     /// decided in its own block so that nothing of it lives in this future's
     /// state across the await.
-    async fn checkout<'a, 'p: 'a>(
-        &'a self,
-        lender: impl checkout::Lender<'p, M> + 'a,
+    async fn checkout<'p>(
+        lender: impl checkout::Lender<'p, M>,
         queue: Queue,
         site: &'static Location<'static>,
     ) -> Result<Pooled<'p, M>, Error<M::Error>> {
-        let shared = self.shared();
         let step = {
+            let shared = lender.shared();
             match shared.checkout_fast(lender, queue) {
                 Fast::Done(pooled) => return Ok(shared.lent(pooled, site)),
                 Fast::Fail(e) => return Err(e),
                 Fast::Queued(queued) => Ok(queued),
-                Fast::Slow(next, attempt) => Err(self.slow(lender, queue, next, attempt)),
+                Fast::Slow(next, attempt) => Err(Self::slow(shared, lender, queue, next, attempt)),
             }
         };
         let slow = match step {
             Err(slow) => slow,
             Ok(queued) => {
                 let deadline = queued.deadline;
-                let received = shared.wait(queued.rx).await;
+                let received = lender.shared().wait(queued.rx).await;
+                let shared = lender.shared();
                 match shared.after_inline_wait(lender, received, deadline) {
                     Waited::Done(pooled) => return Ok(shared.lent(pooled, site)),
                     Waited::Fail(e) => return Err(e),
-                    Waited::Slow(next, attempt) => self.slow(lender, queue, next, attempt),
+                    Waited::Slow(next, attempt) => Self::slow(shared, lender, queue, next, attempt),
                 }
             }
         };
-        slow.await.map(|pooled| shared.lent(pooled, site))
+        slow.await.map(|pooled| lender.shared().lent(pooled, site))
     }
 
     /// Probing, connecting and retrying (and any queueing they lead to),
@@ -281,13 +281,12 @@ impl<M: Manager> Pool<M> {
     /// read and no timer. The slow path awaits I/O anyway, next to which one
     /// allocation is nothing.
     fn slow<'a, 'p: 'a>(
-        &'a self,
+        shared: &'a Shared<M>,
         lender: impl checkout::Lender<'p, M> + 'a,
         queue: Queue,
         next: Option<checkout::Next<M::Connection>>,
         attempt: checkout::Attempt<M::Error>,
     ) -> SlowCheckout<'a, 'p, M> {
-        let shared = self.shared();
         Box::pin(
             shared
                 .checkout_slow(lender, queue, next, attempt)
