@@ -243,6 +243,18 @@ pub trait Manager: Send + Sync + 'static {
         false
     }
 
+    /// The round trip of the last request made on the connection since the
+    /// previous call (when it started, how long it took), taken out: what
+    /// the adaptive heartbeat timeout learns from busy members, asked when
+    /// a caller returns one and adaptation is on. The default: none.
+    fn take_round_trip(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> Option<(tokio::time::Instant, std::time::Duration)> {
+        let _ = conn;
+        None
+    }
+
     /// When the connection last received anything from its peer, as far as
     /// the manager knows without I/O: any inbound byte is proof of life, so
     /// the sentinel does not probe a member heard from within the heartbeat

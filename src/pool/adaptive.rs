@@ -10,15 +10,19 @@
 //! evidence that the silence is the member's own:
 //!
 //! * the pool keeps the last [`WINDOW`] round trips of the endpoint
-//!   (heartbeats, and requests a caller reports with
+//!   (heartbeats; and requests, as the manager reports them on return with
+//!   [`Manager::take_round_trip`](crate::Manager::take_round_trip), which the
+//!   reference client does for its calls, or a caller with
 //!   [`Pooled::record_round_trip`](super::Pooled::record_round_trip));
 //! * a member is **suspect** once its probe has gone unanswered for
 //!   `2 × max(window)`, clamped to `[floor, ceiling]` (Finagle's threshold
 //!   for marking a session busy);
 //! * a suspect is **convicted** early only when a *witness* exists: a round
 //!   trip on the same endpoint that started after the suspect's probe and
-//!   was answered within the threshold. The endpoint answers others quickly
-//!   while this member is silent: a blackholed flow, a hung connection.
+//!   was answered within the threshold, once the threshold had passed for
+//!   the suspect (see [`Adaptive::witnessed`]). The endpoint answers others
+//!   quickly while this member is silent: a blackholed flow, a hung
+//!   connection.
 //!
 //! Why a witness and not the threshold alone (Finagle, phi accrual): a round
 //! trip spike hits every member of an endpoint at once (a GC pause on the
@@ -238,6 +242,22 @@ impl Adaptive {
                 }
                 () = &mut witnessed => return (Answer::Outpaced(threshold), started),
             }
+        }
+    }
+}
+
+impl<M: crate::Manager> super::shared::Shared<M> {
+    /// A caller returned a member healthy: the manager's record of its last
+    /// request's round trip, if any, goes into the window. Out of line: the
+    /// return path pays for it only with adaptation on.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn learn_round_trip(&self, conn: &mut M::Connection) {
+        let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.manager.take_round_trip(conn)
+        }));
+        if let Ok(Some((started, rtt))) = taken {
+            self.adaptive.record(started, rtt);
         }
     }
 }

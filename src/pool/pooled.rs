@@ -214,6 +214,9 @@ impl<M: Manager> Drop for Pooled<'_, M> {
                 Condition::Draining => Some(EvictReason::Drained),
             }
         };
+        if verdict.is_none() && shared.adaptive.is_on() {
+            shared.learn_round_trip(&mut member.conn);
+        }
         let now = shared.clock.now_ms();
         let verdict = verdict.or((now >= member.retire_at_ms).then_some(EvictReason::MaxLifetime));
         match verdict {

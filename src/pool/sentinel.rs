@@ -271,10 +271,6 @@ impl<M: Manager> Shared<M> {
                         return Some(Action::Evict(EvictReason::IdleTimeout));
                     }
                 }
-                // Idle through a stall of the process: trusted no more.
-                if m.distrusted {
-                    return Some(Action::Probe);
-                }
                 // Claimed up to half a tick early, which centres the rounding
                 // to the tick: the period stays within the jitter. The age
                 // counts from the last proof of life: a heartbeat answered,
@@ -334,8 +330,9 @@ impl<M: Manager> Shared<M> {
     }
 
     /// The process itself was away for `away`: counted, logged, and every
-    /// idle member is distrusted, so it is probed (by this task at once, or
-    /// by a checkout) before anyone gets it. Probes in flight forgive their
+    /// idle member is distrusted, so a checkout probes it before anyone gets
+    /// it (the heartbeats due meanwhile probe the rest as usual; a burst of
+    /// probes on every member at once would be one more load spike). Probes in flight forgive their
     /// own late timers (`adaptive.rs`), so nobody is convicted for the time.
     fn stalled(&self, away: Duration) {
         let idle = {

@@ -20,7 +20,7 @@
 //! What the pool does about it: convict nobody for the time it was away (a
 //! probe whose timeout fired late gets one more full timeout to answer), but
 //! trust nobody either: every idle member is marked to be probed before it is
-//! handed out, and the sentinel probes them at once. `status()` counts stalls.
+//! handed out. `status()` counts stalls.
 
 use std::time::Duration;
 

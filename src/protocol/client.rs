@@ -61,6 +61,8 @@ pub struct RpcConnection {
     /// A frame nobody asked for was read off the idle connection: the
     /// stream is out of step.
     stray: bool,
+    /// The last call's round trip (start, length), until taken.
+    last_call: Option<(tokio::time::Instant, Duration)>,
     /// The role the latest heartbeat reply reported.
     role: Option<Role>,
     /// The role the first heartbeat reply reported (`None` before it).
@@ -86,6 +88,7 @@ impl RpcConnection {
             going_away: false,
             pings_refused: false,
             stray: false,
+            last_call: None,
             role: None,
             first_role: None,
         })
@@ -121,7 +124,9 @@ impl RpcConnection {
             }));
         }
         let id = self.take_id();
+        let started = tokio::time::Instant::now();
         let reply = self.round_trip(Frame::request(id, body)).await?;
+        self.last_call = Some((started, started.elapsed()));
         match reply.status {
             Status::Ok => Ok(reply.body),
             status => Err(ClientError::Rejected {
@@ -185,6 +190,13 @@ impl RpcConnection {
     /// frequent ([`Frame::too_many_pings`](super::Frame::too_many_pings)).
     pub fn heartbeats_refused(&self) -> bool {
         self.pings_refused
+    }
+
+    /// The round trip of the last call answered since the previous take
+    /// (when it started, how long it took): what a pool's adaptive heartbeat
+    /// timeout learns from (see [`Manager::take_round_trip`](crate::Manager::take_round_trip)).
+    pub fn take_round_trip(&mut self) -> Option<(tokio::time::Instant, Duration)> {
+        self.last_call.take()
     }
 
     /// When the last byte arrived from the server (a reply, an event, any
