@@ -53,6 +53,7 @@
 //!   process's own noise.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -74,6 +75,10 @@ pub(crate) struct Adaptive {
     /// Notified on every recorded round trip, for suspects waiting for a
     /// witness.
     answered: Notify,
+    /// A suspect found no witness when its threshold passed: the sentinel
+    /// probes one idle member at once to find one (one request at a time,
+    /// however many suspects: see [`Adaptive::witnessed`]).
+    witness_wanted: AtomicBool,
 }
 
 struct Window {
@@ -105,7 +110,14 @@ impl Adaptive {
                 fast: None,
             }),
             answered: Notify::new(),
+            witness_wanted: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a suspect asked for a witness probe; clears the request.
+    pub(crate) fn take_witness_request(&self) -> bool {
+        self.witness_wanted.load(Ordering::Relaxed)
+            && self.witness_wanted.swap(false, Ordering::Relaxed)
     }
 
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
@@ -171,12 +183,21 @@ impl Adaptive {
     /// recent round trip); a round trip answered after that moment was
     /// itself in flight during the spike, so it is slow, and witnesses
     /// nothing. Pending forever while adaptation is off.
-    pub(crate) async fn witnessed(&self, started: Instant, threshold: Duration) {
+    ///
+    /// With no witness when the threshold passes, it asks for one: `wake`
+    /// (the sentinel) probes an idle member at once. Without that, a pool
+    /// whose members' heartbeats fall due together (they were connected
+    /// together, and the jitter is a tenth of the interval) would often
+    /// have no other round trip in flight before the ceiling. At most one
+    /// request is pending at a time, so a spike (every probe a suspect) adds
+    /// at most one probe per threshold, not one per member.
+    pub(crate) async fn witnessed(&self, started: Instant, threshold: Duration, wake: &Notify) {
         if !self.is_on() || threshold >= self.ceiling {
             return std::future::pending().await;
         }
         let suspect_at = later(started, threshold);
         tokio::time::sleep_until(suspect_at).await;
+        let mut asked = false;
         loop {
             let answered = self.answered.notified();
             tokio::pin!(answered);
@@ -184,6 +205,11 @@ impl Adaptive {
             let witness = self.window().fast;
             if witness.is_some_and(|(began, answered)| began > started && answered >= suspect_at) {
                 return;
+            }
+            if !asked {
+                asked = true;
+                self.witness_wanted.store(true, Ordering::Relaxed);
+                wake.notify_one();
             }
             answered.await;
         }
@@ -212,6 +238,7 @@ impl Adaptive {
         &self,
         deadline: Option<Instant>,
         work: impl std::future::Future<Output = Result<T, E>>,
+        wake: &Notify,
     ) -> (Answer<T, E>, Instant) {
         use futures_util::FutureExt;
         let started = Instant::now();
@@ -220,7 +247,7 @@ impl Adaptive {
         let mut until = deadline.map_or(own, |d| d.min(own));
         let work = std::panic::AssertUnwindSafe(work).catch_unwind();
         tokio::pin!(work);
-        let witnessed = self.witnessed(started, threshold);
+        let witnessed = self.witnessed(started, threshold, wake);
         tokio::pin!(witnessed);
         let mut forgiven = false;
         loop {

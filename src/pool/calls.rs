@@ -106,7 +106,11 @@ impl<M: Manager> Shared<M> {
         let sent_under = self.pace.interval_ms();
         let (answer, started) = self
             .adaptive
-            .run(deadline, self.manager.heartbeat(&mut member.conn))
+            .run(
+                deadline,
+                self.manager.heartbeat(&mut member.conn),
+                &self.wake_sentinel,
+            )
             .await;
         let result = match answer {
             Answer::Done(Ok(Ok(()))) => Ok(()),

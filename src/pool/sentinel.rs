@@ -312,6 +312,14 @@ impl<M: Manager> Shared<M> {
                 std::mem::swap(&mut st.idle, &mut kept);
                 work.scratch = kept;
             }
+            // A suspect's witness (see `adaptive.rs`): the coldest idle
+            // member, probed now rather than when due.
+            if self.adaptive.take_witness_request() {
+                if let Some(member) = st.pop_cold() {
+                    st.claim_for_probe();
+                    work.due.push_back(member);
+                }
+            }
             self.reserve_refills(&mut st, work);
             st.assert_invariants();
         }
