@@ -216,32 +216,28 @@ async fn run_trials(injection: Injection) -> (Vec<(EvictReason, Duration)>, Vec<
 
 type TrialResult = Result<(EvictReason, Duration), String>;
 
+/// One run's result and what its callers saw.
+type Ran<T> = (Result<T, String>, Option<std::sync::Arc<Tally>>);
+
 /// `n` runs of `one`, `at_once` at a time; each returns its result and
 /// what its callers saw. A panicked run is an `Err` result.
 async fn many<T, F, Fut>(n: usize, at_once: usize, one: F) -> (Vec<Result<T, String>>, Seen)
 where
     T: Send + 'static,
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = (Result<T, String>, Option<std::sync::Arc<Tally>>)>
-        + Send
-        + 'static,
+    Fut: std::future::Future<Output = Ran<T>> + Send + 'static,
 {
     let mut results = Vec::new();
     let mut seen = Seen::default();
     let mut running = JoinSet::new();
-    let mut collect = |done: Result<
-        (Result<T, String>, Option<std::sync::Arc<Tally>>),
-        tokio::task::JoinError,
-    >| {
-        match done {
-            Ok((result, tally)) => {
-                if let Some(tally) = tally {
-                    seen.add(&tally);
-                }
-                results.push(result);
+    let mut collect = |done: Result<Ran<T>, tokio::task::JoinError>| match done {
+        Ok((result, tally)) => {
+            if let Some(tally) = tally {
+                seen.add(&tally);
             }
-            Err(e) => results.push(Err(format!("trial panicked: {e}"))),
+            results.push(result);
         }
+        Err(e) => results.push(Err(format!("trial panicked: {e}"))),
     };
     for _ in 0..n {
         if running.len() == at_once {
