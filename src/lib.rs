@@ -74,6 +74,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapters;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "deadpool"))]
+mod chain;
 #[cfg(feature = "serde")]
 pub mod config_file;
 pub mod endpoints;

@@ -239,8 +239,12 @@ impl<M: Manager> Shared<M> {
                 }
             },
             Ok(Next::Wait(rx)) if queue == Queue::Wait => match attempt.deadline {
-                Some(deadline) => Fast::Queued(Queued { rx, deadline }),
-                None => Fast::Slow(Some(Next::Wait(rx)), attempt),
+                // Inline, with the sentinel for a timer, only where the
+                // sentinel is driven while this caller waits.
+                Some(deadline) if self.sentinel_runtime.drives_caller() => {
+                    Fast::Queued(Queued { rx, deadline })
+                }
+                _ => Fast::Slow(Some(Next::Wait(rx)), attempt),
             },
             Ok(next) => Fast::Slow(Some(next), attempt),
         }

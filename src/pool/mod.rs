@@ -26,6 +26,7 @@ mod checkout;
 mod clock;
 mod config;
 mod drain;
+mod driven;
 mod error;
 mod hooks;
 mod idle;

@@ -35,6 +35,9 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) pace: super::pace::Pace,
     pub(crate) leaks: super::leak::Leaks,
     state: Mutex<State<M::Connection>>,
+    /// Where the sentinel runs: whether a queued caller may leave its
+    /// deadline to it (see `driven.rs`).
+    pub(crate) sentinel_runtime: super::driven::SentinelRuntime,
     /// This pool, for work that must own a handle on it (the sentinel, close
     /// work). Never upgraded on a hot path.
     me: Weak<Shared<M>>,
@@ -63,6 +66,7 @@ impl<M: Manager> Shared<M> {
             config,
             clock: CoarseClock::new(),
             wake_sentinel: Notify::new(),
+            sentinel_runtime: super::driven::SentinelRuntime::new(),
             me: me.clone(),
         })
     }
@@ -133,6 +137,7 @@ impl<M: Manager> Shared<M> {
         // Spawning never polls the task inline, so doing it under the lock
         // cannot deadlock.
         let exit = super::sentinel::Exit(self.me.clone());
+        self.sentinel_runtime.set(&runtime);
         runtime.spawn(super::sentinel::run(self.me.clone(), exit));
         Ok(())
     }
