@@ -18,6 +18,9 @@
 //! histograms in an `AtomicBucket`, as the Prometheus exporter keeps
 //! them), so the figure includes an exporter's side; without it the
 //! handles are the facade's no-ops.
+//! `uncontended-leak` is `uncontended` with leak detection on
+//! (`leak_threshold` set: each checkout writes its loan down with the call
+//! site, each return crosses it off).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -53,7 +56,9 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let never = Duration::from_secs(3600);
+        let leak_threshold = (scenario == "uncontended-leak").then_some(never);
         let pool = Pool::builder()
+            .leak_threshold(leak_threshold)
             .max_size(4)
             .wait_timeout(never)
             .validate_after(never)
@@ -64,7 +69,7 @@ fn main() {
             .expect("pool");
         drop(pool.get().await.expect("warm up"));
         match scenario.as_str() {
-            "uncontended" => {
+            "uncontended" | "uncontended-leak" => {
                 for _ in 0..ops {
                     let mut conn = pool.get().await.expect("checkout");
                     **conn = black_box(conn.wrapping_add(1));
@@ -87,7 +92,7 @@ fn main() {
                     task.await.expect("task");
                 }
             }
-            other => panic!("unknown scenario {other}: uncontended or queued"),
+            other => panic!("unknown scenario {other}: uncontended, uncontended-leak or queued"),
         }
         println!(
             "{scenario}: {ops} checkouts, {:?}",

@@ -243,7 +243,7 @@ struct Bed {
 /// What one task uses to send its requests.
 enum Client {
     Short,
-    Raw(RpcConnection),
+    Raw(Box<RpcConnection>),
     Livepool,
     Deadpool,
 }
@@ -308,7 +308,7 @@ impl Bed {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .pop();
-                Client::Raw(conn.ok_or("more tasks than raw connections")?)
+                Client::Raw(Box::new(conn.ok_or("more tasks than raw connections")?))
             }
             Competitor::Livepool => Client::Livepool,
             Competitor::Deadpool => Client::Deadpool,
@@ -364,7 +364,7 @@ impl Bed {
             self.raw
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(conn);
+                .push(*conn);
         }
         outcome.map(|()| latencies)
     }

@@ -232,4 +232,36 @@ pub trait Manager: Send + Sync + 'static {
         drop(conn);
         Closing::done()
     }
+
+    /// After a failed [`heartbeat`](Manager::heartbeat): whether the server
+    /// refused it as too frequent (gRPC's GOAWAY `too_many_pings`, the
+    /// reference protocol's going-away frame saying so). The pool then
+    /// closes the member as drained (never as a failed probe) and doubles
+    /// its heartbeat interval for this endpoint. The default: never.
+    fn heartbeat_refused(&self, conn: &Self::Connection) -> bool {
+        let _ = conn;
+        false
+    }
+
+    /// The round trip of the last request made on the connection since the
+    /// previous call (when it started, how long it took), taken out: what
+    /// the adaptive heartbeat timeout learns from busy members, asked when
+    /// a caller returns one and adaptation is on. The default: none.
+    fn take_round_trip(
+        &self,
+        conn: &mut Self::Connection,
+    ) -> Option<(tokio::time::Instant, std::time::Duration)> {
+        let _ = conn;
+        None
+    }
+
+    /// When the connection last received anything from its peer, as far as
+    /// the manager knows without I/O: any inbound byte is proof of life, so
+    /// the sentinel does not probe a member heard from within the heartbeat
+    /// interval. The default: unknown (the pool counts from the last
+    /// heartbeat answered or the last healthy return).
+    fn last_heard(&self, conn: &Self::Connection) -> Option<tokio::time::Instant> {
+        let _ = conn;
+        None
+    }
 }

@@ -150,6 +150,10 @@ pool_config! {
     refill_backoff_max: std::time::Duration => "duration::required";
     /// `close_timeout`: a duration.
     close_timeout: std::time::Duration => "duration::required";
+    /// `adaptive_heartbeat_floor`: a duration, or `"off"`.
+    adaptive_heartbeat_floor: Option<std::time::Duration> => "duration::switchable";
+    /// `leak_threshold`: a duration, or `"off"`.
+    leak_threshold: Option<std::time::Duration> => "duration::switchable";
 }
 
 impl PoolConfig {

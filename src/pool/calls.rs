@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::time::{Instant, timeout_at};
 
+use super::adaptive::Answer;
 use super::member::Member;
 use super::shared::Shared;
 use super::status::EvictReason;
@@ -34,13 +35,23 @@ pub(crate) enum Failure<E> {
     DeadlinePassed,
     /// The manager panicked: a bug in it, contained here.
     Panicked,
+    /// No answer within the adaptive threshold (the value given) while a
+    /// later round trip on the same endpoint answered within it (see
+    /// `adaptive.rs`).
+    Outpaced(Duration),
+    /// The server refused the heartbeat and said it is going away (too
+    /// frequent pings, a shutdown): its decision, not a fault of the member.
+    Refused,
 }
 
 impl<E> Failure<E> {
     /// The eviction reason for a member whose heartbeat failed this way.
     pub(crate) fn probe_reason(&self) -> EvictReason {
         match self {
-            Failure::TimedOut(_) | Failure::DeadlinePassed => EvictReason::ProbeTimedOut,
+            Failure::TimedOut(_) | Failure::DeadlinePassed | Failure::Outpaced(_) => {
+                EvictReason::ProbeTimedOut
+            }
+            Failure::Refused => EvictReason::Drained,
             Failure::Error(_) | Failure::Permanent(_) | Failure::Panicked => {
                 EvictReason::ProbeFailed
             }
@@ -92,24 +103,39 @@ impl<M: Manager> Shared<M> {
         member: &mut Member<M::Connection>,
         deadline: Option<Instant>,
     ) -> Result<(), Failure<M::Error>> {
-        let started = Instant::now();
-        let result = bounded(
-            self.config.heartbeat_timeout,
-            deadline,
-            self.manager.heartbeat(&mut member.conn),
-        )
-        .await;
+        let sent_under = self.pace.interval_ms();
+        let (answer, started) = self
+            .adaptive
+            .run(
+                deadline,
+                self.manager.heartbeat(&mut member.conn),
+                &self.wake_sentinel,
+            )
+            .await;
+        let result = match answer {
+            Answer::Done(Ok(Ok(()))) => Ok(()),
+            Answer::Done(Ok(Err(_))) if self.refused(member, sent_under) => Err(Failure::Refused),
+            Answer::Done(Ok(Err(e))) => Err(Failure::Error(e)),
+            Answer::Done(Err(_panic)) => Err(Failure::Panicked),
+            Answer::TimedOut => Err(Failure::TimedOut(self.config.heartbeat_timeout)),
+            Answer::DeadlinePassed => Err(Failure::DeadlinePassed),
+            Answer::Outpaced(threshold) => Err(Failure::Outpaced(threshold)),
+        };
         match &result {
             Ok(()) => {
                 let rtt = started.elapsed();
                 member.last_ok_ms = self.clock.refresh();
                 member.failures = 0;
+                member.distrusted = false;
+                let late = self.adaptive.record(started, rtt);
                 let mut st = self.lock();
                 st.counters.probes_ok += 1;
+                st.counters.probes_late += u64::from(late);
                 st.counters.probe_rtt.record(rtt);
                 #[cfg(feature = "metrics")]
                 self.metrics.heartbeat(Some(rtt));
             }
+            Err(Failure::Refused) => {}
             Err(failure) => {
                 #[cfg(feature = "metrics")]
                 self.metrics.heartbeat(None);
@@ -129,6 +155,10 @@ impl<M: Manager> Shared<M> {
                     Failure::Panicked => {
                         tracing::error!(pool = %pool, member = id, failures, reason, "Manager::heartbeat panicked")
                     }
+                    Failure::Outpaced(threshold) => {
+                        tracing::warn!(pool = %pool, member = id, failures, reason, threshold = ?threshold, "heartbeat unanswered past the adaptive threshold while a later round trip on the endpoint answered within it")
+                    }
+                    Failure::Refused => {}
                 }
             }
         }
@@ -209,5 +239,7 @@ fn log_connect_failure<E: std::error::Error + 'static>(
         Failure::TimedOut(limit) => event!(timeout = ?limit, "connect timed out"),
         Failure::DeadlinePassed => event!("connect cut short by the checkout's wait timeout"),
         Failure::Panicked => tracing::error!(pool = %pool, "Manager::connect panicked"),
+        // Only heartbeats end these ways.
+        Failure::Outpaced(_) | Failure::Refused => event!("connect failed"),
     }
 }

@@ -58,12 +58,20 @@ pub(crate) enum Next<C> {
 /// or a shared handle (`get_owned`).
 pub(crate) trait Lender<'p, M: Manager>: Copy + Send + Sync {
     fn home(self) -> Home<'p, M>;
+    /// The pool it lends from: so a checkout's future holds the lender
+    /// alone, not the lender and the pool.
+    fn shared(&self) -> &Shared<M>;
 }
 
 impl<'p, M: Manager> Lender<'p, M> for &'p Shared<M> {
     #[inline]
     fn home(self) -> Home<'p, M> {
         Home::Borrowed(self)
+    }
+
+    #[inline]
+    fn shared(&self) -> &Shared<M> {
+        self
     }
 }
 
@@ -81,6 +89,11 @@ impl<M: Manager> Copy for Owned<'_, M> {}
 impl<M: Manager> Lender<'static, M> for Owned<'_, M> {
     fn home(self) -> Home<'static, M> {
         Home::Owned(Arc::clone(self.0))
+    }
+
+    #[inline]
+    fn shared(&self) -> &Shared<M> {
+        self.0
     }
 }
 
@@ -539,6 +552,12 @@ impl<M: Manager> Shared<M> {
                 self.lock().lend(Held::Probing);
                 self.acquire(lender, member, attempt).await
             }
+            Err(Failure::Refused) => {
+                // The server's refusal (too frequent pings, a shutdown):
+                // not the member's fault, and no failure to report.
+                self.evict(member, EvictReason::Drained, Held::Probing);
+                Step::Retry
+            }
             Err(failure) => {
                 self.evict(member, failure.probe_reason(), Held::Probing);
                 let passed = matches!(failure, Failure::DeadlinePassed);
@@ -642,6 +661,8 @@ pub(crate) fn connect_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E>
         Failure::TimedOut(d) => Cause::ConnectTimedOut(d),
         Failure::DeadlinePassed => Cause::ConnectTimedOut(limit),
         Failure::Panicked => Cause::ManagerPanicked,
+        Failure::Outpaced(d) => Cause::ConnectTimedOut(d),
+        Failure::Refused => Cause::ConnectTimedOut(limit),
     }
 }
 
@@ -651,6 +672,9 @@ fn probe_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E> {
         Failure::TimedOut(d) => Cause::ProbeTimedOut(d),
         Failure::DeadlinePassed => Cause::ProbeTimedOut(limit),
         Failure::Panicked => Cause::ManagerPanicked,
+        Failure::Outpaced(d) => Cause::ProbeTimedOut(d),
+        // Handled before: a refused probe is no failure of the member.
+        Failure::Refused => Cause::ProbeTimedOut(limit),
     }
 }
 

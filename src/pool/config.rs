@@ -71,6 +71,18 @@ pub struct Config {
     /// (a PostgreSQL cancel request, say). The member's place stays taken
     /// until that work ends or this runs out.
     pub close_timeout: Duration,
+    /// Adaptive heartbeat timeout (see `adaptive.rs` for the model): `Some`
+    /// turns it on with this floor. A probe is still bounded by
+    /// `heartbeat_timeout` (the ceiling), and is convicted earlier, once
+    /// silent for twice the slowest recent round trip (at least the floor),
+    /// only when another round trip on the same endpoint started after it
+    /// and answered within that: so a round-trip spike on every member
+    /// evicts nobody. `None` (the default): the fixed timeout.
+    pub adaptive_heartbeat_floor: Option<Duration>,
+    /// A member borrowed longer than this is logged once at WARN with the
+    /// call site of the `get()` that borrowed it, and counted in
+    /// `Counters::leaks`. `None` (the default) records nothing.
+    pub leak_threshold: Option<Duration>,
 }
 
 impl Default for Config {
@@ -98,6 +110,8 @@ impl Default for Config {
             refill_backoff_min: Duration::from_millis(100),
             refill_backoff_max: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
+            adaptive_heartbeat_floor: None,
+            leak_threshold: None,
         }
     }
 }
@@ -192,6 +206,8 @@ impl Config {
             ("max_lifetime", self.max_lifetime),
             ("refill_backoff_min", Some(self.refill_backoff_min)),
             ("close_timeout", Some(self.close_timeout)),
+            ("adaptive_heartbeat_floor", self.adaptive_heartbeat_floor),
+            ("leak_threshold", self.leak_threshold),
         ];
         for (name, d) in positive {
             if d == Some(Duration::ZERO) {

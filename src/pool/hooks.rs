@@ -233,7 +233,12 @@ impl<M: Manager> Shared<M> {
         let failure = match bounded(limit, deadline, work).await {
             Ok(value) => return Ok(value),
             Err(Failure::Error(e) | Failure::Permanent(e)) => HookFailure::Error(e),
-            Err(Failure::TimedOut(_) | Failure::DeadlinePassed) => HookFailure::TimedOut(limit),
+            Err(
+                Failure::TimedOut(_)
+                | Failure::DeadlinePassed
+                | Failure::Outpaced(_)
+                | Failure::Refused,
+            ) => HookFailure::TimedOut(limit),
             Err(Failure::Panicked) => HookFailure::Panicked,
         };
         let (pool, reason) = (&self.config.name, EvictReason::HookFailed.as_str());

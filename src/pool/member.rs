@@ -38,6 +38,9 @@ pub(crate) struct MemberData<C> {
     /// The sentinel's cheap check found it dead (or draining) while idle;
     /// evicted on the same tick for this reason.
     pub(crate) doomed: Option<super::status::EvictReason>,
+    /// Idle while the process itself stalled (see `stall.rs`): probed
+    /// before it is handed out, whatever its age.
+    pub(crate) distrusted: bool,
 }
 
 impl<C> MemberData<C> {

@@ -19,6 +19,7 @@
 //! members up to a deadline, report what was left), [`Pool::ready`] (wait
 //! for `min_idle` members at startup, failing fast on a permanent error).
 
+mod adaptive;
 mod admission;
 mod calls;
 mod checkout;
@@ -29,18 +30,22 @@ mod driven;
 mod error;
 mod hooks;
 mod idle;
+mod leak;
 mod member;
+mod pace;
 mod pooled;
 mod ready;
 mod returning;
 mod sentinel;
 mod shared;
 mod slot;
+mod stall;
 mod status;
 mod time;
 mod timing;
 
 use std::future::Future;
+use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,9 +193,10 @@ impl<M: Manager> Pool<M> {
     /// The guard borrows the pool, which makes a checkout cheaper than any
     /// reference count; use [`get_owned`](Self::get_owned) for a guard that
     /// must outlive the borrow.
+    #[track_caller]
     pub fn get(&self) -> impl Future<Output = Result<Pooled<'_, M>, Error<M::Error>>> + Send + '_ {
         let shared: &Shared<M> = self.shared();
-        self.checkout(shared, Queue::Wait)
+        Self::checkout(shared, Queue::Wait, Location::caller())
     }
 
     /// Like [`get`](Self::get), but the guard holds its own handle on the
@@ -214,20 +220,26 @@ impl<M: Manager> Pool<M> {
     /// assert_eq!(answer, 8);
     /// # Ok(()) }
     /// ```
+    #[track_caller]
     pub fn get_owned(
         &self,
     ) -> impl Future<Output = Result<PooledOwned<M>, Error<M::Error>>> + Send + '_ {
-        self.checkout(checkout::Owned(self.shared()), Queue::Wait)
+        Self::checkout(
+            checkout::Owned(self.shared()),
+            Queue::Wait,
+            Location::caller(),
+        )
     }
 
     /// Like [`get`](Self::get) but never queues: fails with
     /// [`Error::Exhausted`] when every member is in use and the pool is full.
     /// It may still connect or probe, bounded by their timeouts.
+    #[track_caller]
     pub fn try_get(
         &self,
     ) -> impl Future<Output = Result<Pooled<'_, M>, Error<M::Error>>> + Send + '_ {
         let shared: &Shared<M> = self.shared();
-        self.checkout(shared, Queue::Never)
+        Self::checkout(shared, Queue::Never, Location::caller())
     }
 
     /// The fast path inline (no span, no clock read, no timer, no box); a
@@ -237,18 +249,18 @@ impl<M: Manager> Pool<M> {
     /// state across the await. (With the `metrics` feature, a checkout
     /// that waits reads the clock when it starts waiting and when it ends:
     /// see `timing.rs`.)
-    async fn checkout<'a, 'p: 'a>(
-        &'a self,
-        lender: impl checkout::Lender<'p, M> + 'a,
+    async fn checkout<'p>(
+        lender: impl checkout::Lender<'p, M>,
         queue: Queue,
+        site: &'static Location<'static>,
     ) -> Result<Pooled<'p, M>, Error<M::Error>> {
-        let shared = self.shared();
         let step = {
+            let shared = lender.shared();
             match shared.checkout_fast(lender, queue) {
-                Fast::Done(pooled) => return Ok(shared.lent(pooled, WaitStart::AT_ONCE)),
+                Fast::Done(pooled) => return Ok(shared.lent(pooled, WaitStart::AT_ONCE, site)),
                 Fast::Fail(e) => return Err(e),
                 Fast::Queued(queued) => Ok(queued),
-                Fast::Slow(next, attempt) => Err(self.slow(lender, queue, next, attempt)),
+                Fast::Slow(next, attempt) => Err(Self::slow(shared, lender, queue, next, attempt)),
             }
         };
         let started = WaitStart::now();
@@ -256,15 +268,17 @@ impl<M: Manager> Pool<M> {
             Err(slow) => slow,
             Ok(queued) => {
                 let deadline = queued.deadline;
-                let received = shared.wait(queued.rx).await;
+                let received = lender.shared().wait(queued.rx).await;
+                let shared = lender.shared();
                 match shared.after_inline_wait(lender, received, deadline) {
-                    Waited::Done(pooled) => return Ok(shared.lent(pooled, started)),
+                    Waited::Done(pooled) => return Ok(shared.lent(pooled, started, site)),
                     Waited::Fail(e) => return Err(e),
-                    Waited::Slow(next, attempt) => self.slow(lender, queue, next, attempt),
+                    Waited::Slow(next, attempt) => Self::slow(shared, lender, queue, next, attempt),
                 }
             }
         };
-        slow.await.map(|pooled| shared.lent(pooled, started))
+        slow.await
+            .map(|pooled| lender.shared().lent(pooled, started, site))
     }
 
     /// Probing, connecting and retrying (and any queueing they lead to),
@@ -274,13 +288,12 @@ impl<M: Manager> Pool<M> {
     /// read and no timer. The slow path awaits I/O anyway, next to which one
     /// allocation is nothing.
     fn slow<'a, 'p: 'a>(
-        &'a self,
+        shared: &'a Shared<M>,
         lender: impl checkout::Lender<'p, M> + 'a,
         queue: Queue,
         next: Option<checkout::Next<M::Connection>>,
         attempt: checkout::Attempt<M::Error>,
     ) -> SlowCheckout<'a, 'p, M> {
-        let shared = self.shared();
         Box::pin(
             shared
                 .checkout_slow(lender, queue, next, attempt)
@@ -528,6 +541,9 @@ impl<H> Builder<H> {
         refill_backoff_max: Duration;
         /// Bound on a connection's close work, its place held meanwhile (default 5 s).
         close_timeout: Duration;
+        /// Leak detection: warn once about a member borrowed this long, with
+        /// the call site of its `get()` (default `None`: off, costs nothing).
+        leak_threshold: Option<Duration>;
     }
 
     /// A name for tracing events and spans.
@@ -540,6 +556,13 @@ impl<H> Builder<H> {
     /// this old (default 15 s).
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.config.heartbeat_interval = Some(interval);
+        self
+    }
+
+    /// The adaptive heartbeat timeout with this floor; `heartbeat_timeout`
+    /// is its ceiling (see [`Config::adaptive_heartbeat_floor`]).
+    pub fn adaptive_heartbeat_timeout(mut self, floor: Duration) -> Self {
+        self.config.adaptive_heartbeat_floor = Some(floor);
         self
     }
 

@@ -51,6 +51,8 @@ pub struct Pooled<'a, M: Manager> {
     /// the wait time.
     #[cfg(feature = "metrics")]
     pub(super) lent_at: Option<tokio::time::Instant>,
+    /// Its entry in the pool's loans, when leak detection is on.
+    pub(crate) loan: Option<super::leak::LoanKey>,
 }
 
 /// Where a guard returns its member: a borrow of the pool (`get`), which costs
@@ -87,6 +89,45 @@ impl<'a, M: Manager> Pooled<'a, M> {
             broken: false,
             #[cfg(feature = "metrics")]
             lent_at: None,
+            loan: None,
+        }
+    }
+
+    /// Reports the round trip of a request made on this connection, for
+    /// the adaptive heartbeat timeout (see
+    /// [`Config::adaptive_heartbeat_floor`](super::Config::adaptive_heartbeat_floor)):
+    /// a busy member's requests tell the pool what the endpoint's round
+    /// trips are now, before any idle member's heartbeat does. Costs a
+    /// short lock; does nothing when adaptation is off.
+    ///
+    /// ```
+    /// # use livepool::{Manager, Pool, Pooled};
+    /// # struct M;
+    /// # impl Manager for M {
+    /// #     type Connection = ();
+    /// #     type Error = std::io::Error;
+    /// #     async fn connect(&self) -> std::io::Result<()> { Ok(()) }
+    /// #     async fn heartbeat(&self, _: &mut ()) -> std::io::Result<()> { Ok(()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let pool = Pool::builder()
+    ///     .heartbeat_timeout(Duration::from_secs(2)) // the ceiling
+    ///     .adaptive_heartbeat_timeout(Duration::from_millis(20)) // the floor
+    ///     .build(M)?;
+    /// let conn = pool.get().await?;
+    /// let sent = Instant::now();
+    /// // ... a request and its reply on `conn` ...
+    /// Pooled::record_round_trip(&conn, sent.elapsed());
+    /// # Ok(()) }
+    /// ```
+    pub fn record_round_trip(this: &Self, rtt: std::time::Duration) {
+        let adaptive = &this.shared.adaptive;
+        if adaptive.is_on() {
+            let now = tokio::time::Instant::now();
+            adaptive.record(now.checked_sub(rtt).unwrap_or(now), rtt);
         }
     }
 
@@ -99,6 +140,9 @@ impl<'a, M: Manager> Pooled<'a, M> {
     /// Takes the connection out of the pool for good. Its place is freed at
     /// once for other callers.
     pub fn detach(mut this: Self) -> M::Connection {
+        if let Some(loan) = this.loan.take() {
+            this.shared.leaks.end(loan);
+        }
         let member = this.take_member();
         super::shared::log_eviction(&this.shared.config.name, member.id, EvictReason::Detached);
         let mut st = this.shared.lock();
@@ -167,6 +211,9 @@ impl<M: Manager> Drop for Pooled<'_, M> {
         if let Some(lent_at) = self.lent_at {
             shared.metrics.used(lent_at.elapsed());
         }
+        if let Some(loan) = self.loan {
+            shared.leaks.end(loan);
+        }
         let verdict = if self.broken {
             Some(EvictReason::BrokenOnReturn)
         } else if std::thread::panicking() {
@@ -179,6 +226,9 @@ impl<M: Manager> Drop for Pooled<'_, M> {
                 Condition::Draining => Some(EvictReason::Drained),
             }
         };
+        if verdict.is_none() && shared.adaptive.is_on() {
+            shared.learn_round_trip(&mut member.conn);
+        }
         let now = shared.clock.now_ms();
         let verdict = verdict.or((now >= member.retire_at_ms).then_some(EvictReason::MaxLifetime));
         match verdict {

@@ -27,6 +27,7 @@ use super::idle::{End, State};
 use super::member::Member;
 use super::shared::{Hold, Shared};
 use super::slot::Held;
+use super::stall::StallWatch;
 use super::status::EvictReason;
 use super::time::{doubled, jittered, later, millis};
 use crate::{Condition, Manager};
@@ -74,6 +75,8 @@ struct Work<M: Manager> {
     /// `created` as of the last tick: a connect that succeeded anywhere
     /// (a caller's too) means the server is back, and ends the backoff.
     created_seen: u64,
+    /// Notices the process's own stalls (see `stall.rs`).
+    stall: StallWatch,
 }
 
 impl<M: Manager> Drop for Work<M> {
@@ -135,6 +138,7 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, exit: Exit<M>) {
         scratch: VecDeque::new(),
         check_cursor: 0,
         created_seen: 0,
+        stall: StallWatch::new(),
     };
     drop(shared);
     loop {
@@ -152,6 +156,9 @@ pub(crate) async fn run<M: Manager>(pool: Weak<Shared<M>>, exit: Exit<M>) {
         };
         if shared.is_closed() {
             break;
+        }
+        if let Some(away) = work.stall.observe(Duration::from_millis(shared.tick_ms)) {
+            shared.stalled(away);
         }
         if plan {
             shared.plan(&mut work);
@@ -200,7 +207,7 @@ impl<M: Manager> Shared<M> {
     /// ones, reserve refills.
     fn plan(&self, work: &mut Work<M>) {
         let now = self.clock.refresh();
-        let interval_ms = self.config.heartbeat_interval.map(millis);
+        let interval_ms = self.pace.interval_ms();
         let idle_timeout_ms = self.config.idle_timeout.map(millis);
         let tick_ms = self.tick_ms;
         let min_idle = self.config.min_idle;
@@ -211,6 +218,9 @@ impl<M: Manager> Shared<M> {
                 return;
             }
             st.expire_waiters(now);
+            if self.leaks.is_on() {
+                st.counters.leaks += self.leaks.sweep(&self.config.name, now);
+            }
             if st.counters.created != work.created_seen {
                 work.created_seen = st.counters.created;
                 work.refill_backoff = self.config.refill_backoff_min;
@@ -262,13 +272,17 @@ impl<M: Manager> Shared<M> {
                     }
                 }
                 // Claimed up to half a tick early, which centres the rounding
-                // to the tick: the period stays within the jitter.
+                // to the tick: the period stays within the jitter. The age
+                // counts from the last proof of life: a heartbeat answered,
+                // a healthy return, or (if the manager knows) any byte read.
                 if let Some(interval) = interval_ms {
-                    let age = m
-                        .idle_for(now)
-                        .saturating_add(u64::from(m.probe_early_ms))
-                        .saturating_add(tick_ms / 2);
-                    if age >= interval {
+                    let due = |last_ms: u64| {
+                        now.saturating_sub(last_ms)
+                            .saturating_add(u64::from(m.probe_early_ms))
+                            .saturating_add(tick_ms / 2)
+                            >= interval
+                    };
+                    if due(m.last_ok_ms) && self.heard_ms(&m.conn).is_none_or(due) {
                         return Some(Action::Probe);
                     }
                 }
@@ -298,6 +312,14 @@ impl<M: Manager> Shared<M> {
                 std::mem::swap(&mut st.idle, &mut kept);
                 work.scratch = kept;
             }
+            // A suspect's witness (see `adaptive.rs`): the coldest idle
+            // member, probed now rather than when due.
+            if self.adaptive.take_witness_request() {
+                if let Some(member) = st.pop_cold() {
+                    st.claim_for_probe();
+                    work.due.push_back(member);
+                }
+            }
             self.reserve_refills(&mut st, work);
             #[cfg(feature = "metrics")]
             self.publish_gauges(&st);
@@ -306,6 +328,38 @@ impl<M: Manager> Shared<M> {
         for (member, reason) in removed {
             self.evict(member, reason, Held::Probing);
         }
+    }
+
+    /// When the manager says the connection last read anything, in coarse
+    /// milliseconds.
+    fn heard_ms(&self, conn: &M::Connection) -> Option<u64> {
+        let heard = self.manager.last_heard(conn)?;
+        Some(millis(
+            heard.saturating_duration_since(self.clock.instant_of(0)),
+        ))
+    }
+
+    /// The process itself was away for `away`: counted, logged, and every
+    /// idle member is distrusted, so a checkout probes it before anyone gets
+    /// it (the heartbeats due meanwhile probe the rest as usual; a burst of
+    /// probes on every member at once would be one more load spike). Probes in flight forgive their
+    /// own late timers (`adaptive.rs`), so nobody is convicted for the time.
+    fn stalled(&self, away: Duration) {
+        let idle = {
+            let mut st = self.lock();
+            st.counters.stalls += 1;
+            for member in st.idle.iter_mut() {
+                member.distrusted = true;
+            }
+            st.idle.len()
+        };
+        self.clock.refresh();
+        tracing::warn!(
+            pool = %self.config.name,
+            away_ms = millis(away),
+            distrusted = idle,
+            "the process itself stalled (a timer fired far late, or the machine was suspended); no member is convicted for that time, and every idle one is re-validated before it is handed out"
+        );
     }
 
     /// Reserves places for refill connects up to `min_idle` (within

@@ -33,6 +33,11 @@ pub(crate) struct Shared<M: Manager> {
     /// starts (see `crate::metrics`).
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::PoolMetrics,
+    /// Issue 12's liveness state: the adaptive timeout, the interval a
+    /// server may push up, and the loans leak detection watches.
+    pub(crate) adaptive: super::adaptive::Adaptive,
+    pub(crate) pace: super::pace::Pace,
+    pub(crate) leaks: super::leak::Leaks,
     state: Mutex<State<M::Connection>>,
     /// Where the sentinel runs: whether a queued caller may leave its
     /// deadline to it (see `driven.rs`).
@@ -56,6 +61,12 @@ impl<M: Manager> Shared<M> {
             state: Mutex::new(State::new(config.idle_order, config.max_size)),
             hooks,
             hook_timeout,
+            adaptive: super::adaptive::Adaptive::new(
+                config.adaptive_heartbeat_floor,
+                config.heartbeat_timeout,
+            ),
+            pace: super::pace::Pace::new(config.heartbeat_interval),
+            leaks: super::leak::Leaks::new(config.leak_threshold),
             config,
             clock: CoarseClock::new(),
             wake_sentinel: Notify::new(),
@@ -308,11 +319,15 @@ impl<M: Manager> Shared<M> {
             epoch,
             failures: 0,
             doomed: None,
+            distrusted: false,
         })
     }
 
     pub(crate) fn status(&self) -> Status {
-        status_of(&self.lock())
+        let mut status = status_of(&self.lock());
+        status.heartbeat_interval = self.pace.interval();
+        status.heartbeat_threshold = self.adaptive.threshold();
+        status
     }
 
     /// A handle of its own on this pool, for work spawned on its behalf.
@@ -383,6 +398,9 @@ pub(crate) fn status_of<C>(st: &State<C>) -> Status {
         waiters: st.waiting(),
         closed: st.closed,
         counters: st.counters,
+        // Not in the ledger: `Shared::status` fills them in.
+        heartbeat_interval: None,
+        heartbeat_threshold: Duration::ZERO,
     }
 }
 

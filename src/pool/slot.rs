@@ -158,13 +158,15 @@ impl<C> State<C> {
     #[inline]
     pub(crate) fn take_idle(&mut self, now_ms: u64, validate_after_ms: u64) -> Option<Taken<C>> {
         let member = self.pop_idle()?;
-        Some(if member.idle_for(now_ms) >= validate_after_ms {
-            self.hold(Held::Probing);
-            Taken::Stale(member)
-        } else {
-            self.hold(Held::Lending);
-            Taken::Fresh(member)
-        })
+        Some(
+            if member.idle_for(now_ms) >= validate_after_ms || member.distrusted {
+                self.hold(Held::Probing);
+                Taken::Stale(member)
+            } else {
+                self.hold(Held::Lending);
+                Taken::Fresh(member)
+            },
+        )
     }
 
     /// The sentinel takes an idle member (already popped) to probe it.

@@ -225,6 +225,18 @@ pub struct Counters {
     /// Times the sentinel was found ended (its runtime shut down, or it
     /// panicked) and restarted by a checkout.
     pub sentinel_restarts: u64,
+    /// Times the pool found the process itself had stalled (a timer far
+    /// late, or the machine suspended): nobody was convicted for that time,
+    /// and every idle member was re-validated before it was handed out.
+    pub stalls: u64,
+    /// Heartbeats answered, but later than the adaptive threshold: kept,
+    /// not evicted (there was no faster round trip to witness against them).
+    pub probes_late: u64,
+    /// Heartbeats the server refused as too frequent (`too_many_pings`):
+    /// the member was closed as drained and the interval doubled.
+    pub heartbeats_refused: u64,
+    /// Members borrowed longer than `leak_threshold` (each counted once).
+    pub leaks: u64,
 }
 
 /// A snapshot of the pool, taken under its lock, so the counts add up:
@@ -290,4 +302,10 @@ pub struct Status {
     pub closed: bool,
     /// Counters since the pool was built.
     pub counters: Counters,
+    /// The heartbeat interval in force: the configured one, doubled for
+    /// each time the server refused heartbeats as too frequent.
+    pub heartbeat_interval: Option<Duration>,
+    /// What silence makes a probed member suspect now: the adaptive
+    /// threshold, or `heartbeat_timeout` when adaptation is off.
+    pub heartbeat_threshold: Duration,
 }

@@ -46,10 +46,16 @@ impl WaitStart {
 }
 
 impl<M: Manager> Shared<M> {
-    /// A checkout succeeded: records how long it took, and starts the
-    /// guard's use time with the same clock read.
+    /// A checkout succeeded: records how long it took, starts the guard's
+    /// use time with the same clock read, and writes the loan down for leak
+    /// detection (`leak.rs`) when that is on.
     #[inline(always)]
-    pub(crate) fn lent<'p>(&self, pooled: Pooled<'p, M>, started: WaitStart) -> Pooled<'p, M> {
+    pub(crate) fn lent<'p>(
+        &self,
+        pooled: Pooled<'p, M>,
+        started: WaitStart,
+        site: &'static std::panic::Location<'static>,
+    ) -> Pooled<'p, M> {
         #[cfg(feature = "metrics")]
         let pooled = {
             let mut pooled = pooled;
@@ -63,6 +69,6 @@ impl<M: Manager> Shared<M> {
         };
         #[cfg(not(feature = "metrics"))]
         let _ = started;
-        pooled
+        self.note_loan(pooled, site)
     }
 }

@@ -55,9 +55,14 @@ pub struct RpcConnection {
     broken: bool,
     /// The server sent [`Event::GoingAway`]: finish, then close.
     going_away: bool,
+    /// The going-away said `too_many_pings`: heartbeats are refused on
+    /// this connection from now on (the server answers none).
+    pings_refused: bool,
     /// A frame nobody asked for was read off the idle connection: the
     /// stream is out of step.
     stray: bool,
+    /// The last call's round trip (start, length), until taken.
+    last_call: Option<(tokio::time::Instant, Duration)>,
     /// The role the latest heartbeat reply reported.
     role: Option<Role>,
     /// The role the first heartbeat reply reported (`None` before it).
@@ -81,7 +86,9 @@ impl RpcConnection {
             in_flight: false,
             broken: false,
             going_away: false,
+            pings_refused: false,
             stray: false,
+            last_call: None,
             role: None,
             first_role: None,
         })
@@ -117,7 +124,9 @@ impl RpcConnection {
             }));
         }
         let id = self.take_id();
+        let started = tokio::time::Instant::now();
         let reply = self.round_trip(Frame::request(id, body)).await?;
+        self.last_call = Some((started, started.elapsed()));
         match reply.status {
             Status::Ok => Ok(reply.body),
             status => Err(ClientError::Rejected {
@@ -131,6 +140,11 @@ impl RpcConnection {
     /// connection task: proves both the socket and the peer process alive,
     /// and learns the server's [`role`](Self::role).
     pub async fn heartbeat(&mut self) -> Result<(), ClientError> {
+        if self.pings_refused {
+            // The server answers no heartbeat here any more: sending one
+            // would leave a request in flight for ever.
+            return Err(ClientError::HeartbeatRefused);
+        }
         let id = self.take_id();
         let reply = self.round_trip(Frame::heartbeat(id)).await?;
         if reply.status != Status::Ok {
@@ -170,6 +184,25 @@ impl RpcConnection {
     /// Whether the server said it is going away ([`Event::GoingAway`]).
     pub fn is_going_away(&self) -> bool {
         self.going_away
+    }
+
+    /// Whether the server refused this connection's heartbeats as too
+    /// frequent ([`Frame::too_many_pings`](super::Frame::too_many_pings)).
+    pub fn heartbeats_refused(&self) -> bool {
+        self.pings_refused
+    }
+
+    /// The round trip of the last call answered since the previous take
+    /// (when it started, how long it took): what a pool's adaptive heartbeat
+    /// timeout learns from (see [`Manager::take_round_trip`](crate::Manager::take_round_trip)).
+    pub fn take_round_trip(&mut self) -> Option<(tokio::time::Instant, Duration)> {
+        self.last_call.take()
+    }
+
+    /// When the last byte arrived from the server (a reply, an event, any
+    /// part of a frame): the connection's last proof of life.
+    pub fn last_read(&self) -> Option<tokio::time::Instant> {
+        self.framed.get_ref().last_read()
     }
 
     /// What this connection knows about itself, without waiting on I/O:
@@ -242,6 +275,10 @@ impl RpcConnection {
                 tracing::debug!(peer = ?self.peer_addr().ok(), "server is going away");
             }
             self.going_away = true;
+            if frame.says_too_many_pings() && !self.pings_refused {
+                tracing::debug!(peer = ?self.peer_addr().ok(), "server refuses heartbeats as too frequent");
+                self.pings_refused = true;
+            }
         }
     }
 
@@ -268,7 +305,12 @@ impl RpcConnection {
                 .await
                 // The request stays in flight: the connection is left Dirty.
                 .unwrap_or(Err(ClientError::TimedOut { after })),
-        }?;
+        };
+        if let Err(ClientError::HeartbeatRefused) = reply {
+            // Refused, not owed: the server sends no reply to it.
+            self.in_flight = false;
+        }
+        let reply = reply?;
         self.in_flight = false;
         Ok(reply)
     }
@@ -289,6 +331,10 @@ impl RpcConnection {
                         let frame = frame?;
                         if frame.is_event() {
                             self.take_event(&frame);
+                            if self.pings_refused && expected == FrameKind::HeartbeatReply {
+                                // Sent in place of this heartbeat's reply.
+                                return Err(ClientError::HeartbeatRefused);
+                            }
                             continue;
                         }
                         break frame;
@@ -316,7 +362,10 @@ impl RpcConnection {
             Ok(reply)
         }
         .await;
-        if outcome.is_err() {
+        if outcome
+            .as_ref()
+            .is_err_and(|e| !matches!(e, ClientError::HeartbeatRefused))
+        {
             self.broken = true;
         }
         outcome

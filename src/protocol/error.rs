@@ -175,6 +175,11 @@ pub enum ClientError {
         /// The role now.
         to: Option<Role>,
     },
+    /// The server refused the heartbeat as too frequent (a going-away event
+    /// saying `too_many_pings`). The connection is in step and still serves
+    /// requests, but it is [`Draining`](Condition::Draining): the server
+    /// asked the client to close it, and to ping less often.
+    HeartbeatRefused,
 }
 
 impl fmt::Display for ClientError {
@@ -194,6 +199,9 @@ impl fmt::Display for ClientError {
                 write!(f, "expected a {expected} but received a {got}")
             }
             Self::Closed => f.write_str("the server closed the connection"),
+            Self::HeartbeatRefused => {
+                f.write_str("the server refused the heartbeat as too frequent (too_many_pings)")
+            }
             Self::TimedOut { after } => write!(f, "no reply within {after:?}"),
             Self::Rejected { status, body } => {
                 write!(f, "the server answered \"{status}\"")?;

@@ -233,6 +233,33 @@ impl Frame {
         }
     }
 
+    /// A going-away event saying why: the client's heartbeats came more
+    /// often than the server allows (gRPC's GOAWAY `too_many_pings`). The
+    /// server answers the offending heartbeat with this instead of a reply,
+    /// answers no heartbeat on the connection after it, and still serves
+    /// business requests until the client closes. A client before reasons
+    /// reads a plain going-away (it ignores the reason byte).
+    ///
+    /// ```
+    /// use livepool::protocol::{Event, Frame};
+    /// let frame = Frame::too_many_pings();
+    /// assert_eq!(frame.announced_event(), Some(Event::GoingAway));
+    /// assert!(frame.says_too_many_pings());
+    /// assert!(!Frame::event(Event::GoingAway).says_too_many_pings());
+    /// ```
+    pub fn too_many_pings() -> Frame {
+        Frame {
+            body: Bytes::from_static(&[1, GOING_AWAY_TOO_MANY_PINGS]),
+            ..Frame::event(Event::GoingAway)
+        }
+    }
+
+    /// Whether this is a going-away event saying `too_many_pings`.
+    pub fn says_too_many_pings(&self) -> bool {
+        self.announced_event() == Some(Event::GoingAway)
+            && self.body.get(1) == Some(&GOING_AWAY_TOO_MANY_PINGS)
+    }
+
     /// A heartbeat reply reporting `role` (none: an empty body, as servers
     /// before roles answered).
     pub fn heartbeat_reply(&self, role: Option<Role>) -> Frame {
@@ -327,6 +354,11 @@ fn role_wire(role: Role) -> &'static [u8] {
         Role::ReadOnly => &[3],
     }
 }
+
+/// The reason byte a going-away event may carry after its code: heartbeats
+/// came more often than the server's minimum interval (see
+/// [`Frame::too_many_pings`]).
+pub const GOING_AWAY_TOO_MANY_PINGS: u8 = 1;
 
 /// What an event frame announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -137,6 +137,23 @@ impl Manager for RpcManager {
         self.with_role(conn, conn.known_condition())
     }
 
+    /// The last call's round trip, for the adaptive heartbeat timeout.
+    fn take_round_trip(
+        &self,
+        conn: &mut RpcConnection,
+    ) -> Option<(tokio::time::Instant, std::time::Duration)> {
+        conn.take_round_trip()
+    }
+
+    fn heartbeat_refused(&self, conn: &RpcConnection) -> bool {
+        conn.heartbeats_refused()
+    }
+
+    /// Any byte read counts: a reply to a caller's request, an event.
+    fn last_heard(&self, conn: &RpcConnection) -> Option<tokio::time::Instant> {
+        conn.last_read()
+    }
+
     fn role(&self, conn: &RpcConnection) -> Option<crate::Role> {
         if self.track_roles { conn.role() } else { None }
     }

@@ -113,6 +113,9 @@ struct Limits {
     max_body: usize,
     max_in_flight: usize,
     max_connections: usize,
+    /// Ping etiquette: heartbeats closer together than this on one
+    /// connection are refused with a going-away `too_many_pings`.
+    min_heartbeat_interval: Option<Duration>,
 }
 
 /// Configures and starts a server.
@@ -155,6 +158,7 @@ impl<H: Handler> Server<H> {
                 max_body: DEFAULT_MAX_BODY,
                 max_in_flight: 64,
                 max_connections: 1024,
+                min_heartbeat_interval: None,
             },
         }
     }
@@ -181,6 +185,30 @@ impl<H: Handler> Server<H> {
         self
     }
 
+    /// Enforces a minimum interval between heartbeats on each connection,
+    /// as gRPC servers do (`min_time` of their keepalive policy). A
+    /// heartbeat that arrives sooner after the previous one than `min` is
+    /// not answered: the server sends a going-away event saying
+    /// `too_many_pings` ([`Frame::too_many_pings`]) in its place, answers no
+    /// heartbeat on that connection from then on, and keeps serving
+    /// business requests until the client closes. Off by default.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), livepool::protocol::BindError> {
+    /// use livepool::protocol::Server;
+    /// use std::time::Duration;
+    /// let server = Server::new()
+    ///     .min_heartbeat_interval(Duration::from_secs(5))
+    ///     .bind("127.0.0.1:0".parse().unwrap())
+    ///     .await?;
+    /// assert_eq!(server.heartbeats_refused(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn min_heartbeat_interval(mut self, min: Duration) -> Self {
+        self.limits.min_heartbeat_interval = Some(min);
+        self
+    }
+
     /// Starts listening on `addr` (port 0 picks a free one) and serving in
     /// background tasks. `SO_REUSEADDR` is set, so a server can bind the port
     /// of one just shut down: that is how tests simulate a restart.
@@ -195,6 +223,7 @@ impl<H: Handler> Server<H> {
             role: AtomicU8::new(role_code(Some(Role::Primary))),
             requests: AtomicU64::new(0),
             heartbeats: AtomicU64::new(0),
+            heartbeats_refused: AtomicU64::new(0),
             connections: AtomicUsize::new(0),
             going_away: CancellationToken::new(),
             grace: Mutex::new(Duration::ZERO),
@@ -235,6 +264,8 @@ struct Shared {
     role: AtomicU8,
     requests: AtomicU64,
     heartbeats: AtomicU64,
+    /// Heartbeats refused as too frequent (each connection's first).
+    heartbeats_refused: AtomicU64,
     connections: AtomicUsize,
     /// Cancelled when a graceful shutdown begins.
     going_away: CancellationToken,
@@ -291,6 +322,12 @@ impl ServerHandle {
     /// Heartbeat frames received so far, answered or not.
     pub fn heartbeats(&self) -> u64 {
         self.shared.heartbeats.load(Ordering::Relaxed)
+    }
+
+    /// Heartbeats refused as too frequent (see
+    /// [`Server::min_heartbeat_interval`]): one per connection refused.
+    pub fn heartbeats_refused(&self) -> u64 {
+        self.shared.heartbeats_refused.load(Ordering::Relaxed)
     }
 
     /// Connections open right now.
@@ -478,6 +515,7 @@ impl<H: Handler> ServerConnection<H> {
         let mut framed = Framed::new(stream, FrameCodec::new(self.limits.max_body));
         let mut pending = FuturesUnordered::<PendingReply>::new();
         let mut announced = false;
+        let mut pings = PingPolicy::new(self.limits.min_heartbeat_interval);
         loop {
             let may_read = pending.len() < self.limits.max_in_flight;
             tokio::select! {
@@ -509,6 +547,25 @@ impl<H: Handler> ServerConnection<H> {
                         break;
                     }
                     Some(Ok(frame)) => {
+                        if frame.is_heartbeat() {
+                            match pings.judge() {
+                                Ping::Allowed => {}
+                                Ping::Ignored => {
+                                    self.shared.heartbeats.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                }
+                                Ping::TooSoon => {
+                                    self.shared.heartbeats.fetch_add(1, Ordering::Relaxed);
+                                    self.shared.heartbeats_refused.fetch_add(1, Ordering::Relaxed);
+                                    tracing::debug!(%peer, "heartbeats too frequent, refusing");
+                                    if let Err(err) = framed.send(Frame::too_many_pings()).await {
+                                        tracing::debug!(%peer, error = %err, "write failed, closing");
+                                        break;
+                                    }
+                                    continue;
+                                }
+                            }
+                        }
                         if let Some(reply) = self.dispatch(frame) {
                             pending.push(reply);
                         }
@@ -563,6 +620,52 @@ impl<H: Handler> ServerConnection<H> {
             }
             Some(frame)
         }))
+    }
+}
+
+/// One connection's ping etiquette: how soon a heartbeat may follow the
+/// previous one (measured between arrivals, as gRPC does).
+struct PingPolicy {
+    min: Option<Duration>,
+    last: Option<tokio::time::Instant>,
+    refused: bool,
+}
+
+enum Ping {
+    Allowed,
+    /// The first heartbeat too soon: refused with a going-away.
+    TooSoon,
+    /// After a refusal: no heartbeat is answered on this connection.
+    Ignored,
+}
+
+impl PingPolicy {
+    fn new(min: Option<Duration>) -> Self {
+        PingPolicy {
+            min,
+            last: None,
+            refused: false,
+        }
+    }
+
+    fn judge(&mut self) -> Ping {
+        if self.refused {
+            return Ping::Ignored;
+        }
+        let Some(min) = self.min else {
+            return Ping::Allowed;
+        };
+        let now = tokio::time::Instant::now();
+        let too_soon = self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < min);
+        self.last = Some(now);
+        if too_soon {
+            self.refused = true;
+            Ping::TooSoon
+        } else {
+            Ping::Allowed
+        }
     }
 }
 
