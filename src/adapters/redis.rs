@@ -5,7 +5,11 @@
 //! `TCP_USER_TIMEOUT`, connect timeout) and handed to
 //! [`MultiplexedConnection::new_with_config`], which takes any stream; the
 //! multiplexer's driver runs in a task of its own that ends with the member.
-//! The heartbeat is `PING`, and only `PONG` counts as an answer.
+//! The heartbeat is `PING`, and only `PONG` counts as an answer. With
+//! [`track_roles`](RedisManager::track_roles) it also asks `ROLE` (in the
+//! same round trip), so a member on a server demoted to replica is evicted
+//! at its next heartbeat, and one that saw a `READONLY` reply is not handed
+//! out again.
 //!
 //! Borrowed members are [`RedisConnection`]s, which implement the `redis`
 //! crate's [`ConnectionLike`], so every command API works on them
@@ -41,7 +45,7 @@ use ::redis::{AsyncConnectionConfig, Cmd, RedisConnectionInfo, RedisFuture, Valu
 use super::driver::{Driver, Usage, open_socket};
 use super::env::{EnvAddrError, addr_from_env};
 use crate::tcp::{ConnectError, TcpOptions};
-use crate::{Condition, Manager};
+use crate::{Condition, Manager, Role};
 
 /// The environment variable [`RedisManager::from_env`] reads.
 pub const ADDR_VAR: &str = "LIVEPOOL_REDIS_ADDR";
@@ -76,6 +80,7 @@ pub struct RedisManager {
     info: RedisConnectionInfo,
     config: AsyncConnectionConfig,
     client_name: Option<String>,
+    track_roles: bool,
 }
 
 impl fmt::Debug for RedisManager {
@@ -86,6 +91,7 @@ impl fmt::Debug for RedisManager {
             .field("tcp", &self.tcp)
             .field("db", &self.info.db())
             .field("client_name", &self.client_name)
+            .field("track_roles", &self.track_roles)
             .finish_non_exhaustive()
     }
 }
@@ -101,6 +107,7 @@ impl RedisManager {
             info: RedisConnectionInfo::default(),
             config: AsyncConnectionConfig::new(),
             client_name: None,
+            track_roles: false,
         }
     }
 
@@ -138,9 +145,71 @@ impl RedisManager {
         self
     }
 
+    /// Reads the server's role with `ROLE` at connect and with every
+    /// heartbeat (`master` is [`Role::Primary`], `slave` [`Role::Replica`]),
+    /// reports it through [`Manager::role`], and fails the heartbeat with
+    /// [`RedisManagerError::RoleChanged`] once it differs from the role at
+    /// connect, so the member is evicted and replaced. A member whose
+    /// command was answered `READONLY` (the server was demoted under it)
+    /// is [`Draining`](Condition::Draining): closed when returned, never
+    /// handed out again. Off by default.
+    ///
+    /// ```
+    /// use livepool::adapters::redis::RedisManager;
+    /// let manager = RedisManager::new("127.0.0.1:6379".parse().unwrap()).track_roles(true);
+    /// # let _ = manager;
+    /// ```
+    pub fn track_roles(mut self, on: bool) -> Self {
+        self.track_roles = on;
+        self
+    }
+
     /// The server this manager connects to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `PING` and, when roles are tracked, `ROLE`, in one round trip;
+    /// returns the role read.
+    async fn probe(&self, conn: &mut RedisConnection) -> Result<Option<Role>, RedisManagerError> {
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("PING");
+        if self.track_roles {
+            pipe.cmd("ROLE");
+        }
+        let mut replies = pipe
+            .query_async::<Vec<Value>>(conn)
+            .await
+            .map_err(RedisManagerError::Heartbeat)?
+            .into_iter();
+        match replies.next() {
+            Some(Value::SimpleString(s)) if s == "PONG" => {}
+            other => return Err(RedisManagerError::UnexpectedPingReply(format!("{other:?}"))),
+        }
+        if !self.track_roles {
+            return Ok(None);
+        }
+        let reply = replies.next();
+        role_from(reply.as_ref())
+            .map(Some)
+            .ok_or_else(|| RedisManagerError::UnexpectedRoleReply(format!("{reply:?}")))
+    }
+}
+
+/// The role a `ROLE` reply names (its first element).
+fn role_from(reply: Option<&Value>) -> Option<Role> {
+    let Some(Value::Array(items)) = reply else {
+        return None;
+    };
+    let name = match items.first()? {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?,
+        Value::SimpleString(s) => s.as_str(),
+        _ => return None,
+    };
+    match name {
+        "master" => Some(Role::Primary),
+        "slave" | "replica" => Some(Role::Replica),
+        _ => None,
     }
 }
 
@@ -163,6 +232,9 @@ impl Manager for RedisManager {
             driver: Driver::spawn(driver),
             usage: Usage::default(),
             local_addr,
+            role: None,
+            role_at_connect: None,
+            readonly_seen: false,
         };
         if let Some(name) = &self.client_name {
             ::redis::cmd("CLIENT")
@@ -176,7 +248,9 @@ impl Manager for RedisManager {
         // at once even while the server is paused (`CLIENT PAUSE`) or still
         // loading. One PING answered PONG proves the application serves
         // commands, so a member is never admitted that fails its first use.
-        self.heartbeat(&mut conn).await?;
+        let role = self.probe(&mut conn).await?;
+        conn.role = role;
+        conn.role_at_connect = role;
         Ok(conn)
     }
 
@@ -193,18 +267,37 @@ impl Manager for RedisManager {
     }
 
     async fn heartbeat(&self, conn: &mut RedisConnection) -> Result<(), RedisManagerError> {
-        let reply = ::redis::cmd("PING")
-            .query_async::<Value>(conn)
-            .await
-            .map_err(RedisManagerError::Heartbeat)?;
-        match reply {
-            Value::SimpleString(s) if s == "PONG" => Ok(()),
-            other => Err(RedisManagerError::UnexpectedPingReply(format!("{other:?}"))),
+        let role = self.probe(conn).await?;
+        if !self.track_roles {
+            return Ok(());
+        }
+        conn.role = role;
+        match (conn.role_at_connect, role) {
+            (Some(was), Some(now)) if was != now => {
+                Err(RedisManagerError::RoleChanged { was, now })
+            }
+            _ => Ok(()),
         }
     }
 
     fn condition(&self, conn: &mut RedisConnection) -> Condition {
-        conn.condition()
+        let condition = conn.condition();
+        let demoted = conn.readonly_seen || conn.role != conn.role_at_connect;
+        if condition == Condition::Ready && self.track_roles && demoted {
+            Condition::Draining
+        } else {
+            condition
+        }
+    }
+
+    fn role(&self, conn: &RedisConnection) -> Option<Role> {
+        conn.role
+    }
+
+    /// Only the heartbeat reads the role: when it is tracked, a busy member
+    /// must still be probed every interval.
+    fn use_proves_alive(&self) -> bool {
+        !self.track_roles
     }
 }
 
@@ -218,6 +311,11 @@ pub struct RedisConnection {
     driver: Driver,
     usage: Usage,
     local_addr: SocketAddr,
+    /// The server's role at the latest probe, when roles are tracked.
+    role: Option<Role>,
+    role_at_connect: Option<Role>,
+    /// A command was answered `READONLY`: the server is a replica now.
+    readonly_seen: bool,
 }
 
 impl RedisConnection {
@@ -258,8 +356,19 @@ fn is_fatal(e: &::redis::RedisError) -> bool {
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let RedisConnection { conn, usage, .. } = self;
-        Box::pin(usage.track(conn.send_packed_command(cmd), is_fatal))
+        let RedisConnection {
+            conn,
+            usage,
+            readonly_seen,
+            ..
+        } = self;
+        Box::pin(async move {
+            let result = usage.track(conn.send_packed_command(cmd), is_fatal).await;
+            if result.as_ref().is_err_and(|e| e.code() == Some("READONLY")) {
+                *readonly_seen = true;
+            }
+            result
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -297,6 +406,17 @@ pub enum RedisManagerError {
     /// `PING` was answered with something other than `PONG`: the stream is
     /// out of step, or this is not the server it should be.
     UnexpectedPingReply(String),
+    /// `ROLE` was answered with something that names no known role.
+    UnexpectedRoleReply(String),
+    /// The server's role changed since the connection was made (a
+    /// failover): the member is replaced (see
+    /// [`RedisManager::track_roles`]).
+    RoleChanged {
+        /// The role at connect.
+        was: Role,
+        /// The role now.
+        now: Role,
+    },
 }
 
 impl fmt::Display for RedisManagerError {
@@ -310,6 +430,15 @@ impl fmt::Display for RedisManagerError {
             RedisManagerError::UnexpectedPingReply(reply) => {
                 write!(f, "Redis answered PING with {reply} instead of PONG")
             }
+            RedisManagerError::UnexpectedRoleReply(reply) => {
+                write!(
+                    f,
+                    "Redis answered ROLE with {reply}, which names no known role"
+                )
+            }
+            RedisManagerError::RoleChanged { was, now } => {
+                write!(f, "the Redis server's role changed from {was} to {now}")
+            }
         }
     }
 }
@@ -320,7 +449,24 @@ impl std::error::Error for RedisManagerError {
             RedisManagerError::Connect(e) => Some(e),
             RedisManagerError::Handshake { source, .. } => Some(source),
             RedisManagerError::Heartbeat(e) => Some(e),
-            RedisManagerError::UnexpectedPingReply(_) => None,
+            RedisManagerError::UnexpectedPingReply(_)
+            | RedisManagerError::UnexpectedRoleReply(_)
+            | RedisManagerError::RoleChanged { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_replies_name_primary_or_replica_and_anything_else_none() {
+        let reply = |name: &str| Value::Array(vec![Value::BulkString(name.as_bytes().to_vec())]);
+        assert_eq!(role_from(Some(&reply("master"))), Some(Role::Primary));
+        assert_eq!(role_from(Some(&reply("slave"))), Some(Role::Replica));
+        assert_eq!(role_from(Some(&reply("sentinel"))), None);
+        assert_eq!(role_from(Some(&Value::Nil)), None);
+        assert_eq!(role_from(None), None);
     }
 }

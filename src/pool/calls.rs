@@ -34,6 +34,13 @@ pub(crate) enum Failure<E> {
     DeadlinePassed,
     /// The manager panicked: a bug in it, contained here.
     Panicked,
+    /// A heartbeat failed on a member that reports itself
+    /// [`Draining`](crate::Condition::Draining) (its server changed role,
+    /// or said it is going away): the member is done, but nothing is wrong
+    /// with the server, so it is evicted as drained, not counted as a
+    /// failed heartbeat (an endpoint set must not eject a server for
+    /// having been failed over).
+    Drained(E),
 }
 
 impl<E> Failure<E> {
@@ -44,6 +51,7 @@ impl<E> Failure<E> {
             Failure::Error(_) | Failure::Permanent(_) | Failure::Panicked => {
                 EvictReason::ProbeFailed
             }
+            Failure::Drained(_) => EvictReason::Drained,
         }
     }
 
@@ -99,6 +107,14 @@ impl<M: Manager> Shared<M> {
             self.manager.heartbeat(&mut member.conn),
         )
         .await;
+        let result = match result {
+            Err(Failure::Error(e))
+                if self.manager.condition(&mut member.conn) == crate::Condition::Draining =>
+            {
+                Err(Failure::Drained(e))
+            }
+            other => other,
+        };
         match &result {
             Ok(()) => {
                 let rtt = started.elapsed();
@@ -124,6 +140,9 @@ impl<M: Manager> Shared<M> {
                     }
                     Failure::Panicked => {
                         tracing::error!(pool = %pool, member = id, failures, reason, "Manager::heartbeat panicked")
+                    }
+                    Failure::Drained(e) => {
+                        tracing::info!(pool = %pool, member = id, reason, error = e as &dyn std::error::Error, "heartbeat found the member draining")
                     }
                 }
             }
@@ -201,7 +220,9 @@ fn log_connect_failure<E: std::error::Error + 'static>(
         Failure::Permanent(e) => {
             tracing::error!(pool = %pool, error = e as &dyn std::error::Error, "connect failed permanently (retrying cannot help)")
         }
-        Failure::Error(e) => event!(error = e as &dyn std::error::Error, "connect failed"),
+        Failure::Error(e) | Failure::Drained(e) => {
+            event!(error = e as &dyn std::error::Error, "connect failed")
+        }
         Failure::TimedOut(limit) => event!(timeout = ?limit, "connect timed out"),
         Failure::DeadlinePassed => event!("connect cut short by the checkout's wait timeout"),
         Failure::Panicked => tracing::error!(pool = %pool, "Manager::connect panicked"),

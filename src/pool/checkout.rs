@@ -632,7 +632,7 @@ impl<M: Manager> Shared<M> {
 
 pub(crate) fn connect_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E> {
     match failure {
-        Failure::Error(e) | Failure::Permanent(e) => Cause::Connect(e),
+        Failure::Error(e) | Failure::Permanent(e) | Failure::Drained(e) => Cause::Connect(e),
         Failure::TimedOut(d) => Cause::ConnectTimedOut(d),
         Failure::DeadlinePassed => Cause::ConnectTimedOut(limit),
         Failure::Panicked => Cause::ManagerPanicked,
@@ -641,7 +641,7 @@ pub(crate) fn connect_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E>
 
 fn probe_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E> {
     match failure {
-        Failure::Error(e) | Failure::Permanent(e) => Cause::Probe(e),
+        Failure::Error(e) | Failure::Permanent(e) | Failure::Drained(e) => Cause::Probe(e),
         Failure::TimedOut(d) => Cause::ProbeTimedOut(d),
         Failure::DeadlinePassed => Cause::ProbeTimedOut(limit),
         Failure::Panicked => Cause::ManagerPanicked,

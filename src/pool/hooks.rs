@@ -232,7 +232,9 @@ impl<M: Manager> Shared<M> {
         let limit = self.hook_timeout;
         let failure = match bounded(limit, deadline, work).await {
             Ok(value) => return Ok(value),
-            Err(Failure::Error(e) | Failure::Permanent(e)) => HookFailure::Error(e),
+            Err(Failure::Error(e) | Failure::Permanent(e) | Failure::Drained(e)) => {
+                HookFailure::Error(e)
+            }
             Err(Failure::TimedOut(_) | Failure::DeadlinePassed) => HookFailure::TimedOut(limit),
             Err(Failure::Panicked) => HookFailure::Panicked,
         };
