@@ -17,8 +17,8 @@ use livepool::adapters::redis::RedisManager;
 use livepool::endpoints::{Endpoints, Member, Want, discover};
 use redis::aio::MultiplexedConnection;
 
-const HEARTBEAT: Duration = Duration::from_millis(100);
-const TIMEOUT: Duration = Duration::from_millis(300);
+const HEARTBEAT: Duration = Duration::from_millis(200);
+const TIMEOUT: Duration = Duration::from_millis(150);
 const PRIMARY_PORT: u16 = 16200;
 const REPLICA_PORT: u16 = 16201;
 
