@@ -66,6 +66,7 @@ async fn run(
                 .max_size(CALLERS)
                 .min_idle(2)
                 .heartbeat_interval(Duration::from_millis(200))
+                .heartbeat_timeout(Duration::from_millis(150))
                 .wait_timeout(Duration::from_secs(2)),
         )
         .wait_timeout(Duration::from_secs(5))

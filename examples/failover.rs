@@ -19,7 +19,7 @@
 //! The set's own tracing events (endpoint added, draining, down, back, role
 //! seen) are captured and printed as a timeline after each phase, so
 //! printing never skews what is measured; a table of what callers saw per
-//! phase (requests, errors, p99) ends the run.
+//! phase (requests completed in it, errors, p99) ends the run.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -151,7 +151,16 @@ struct Outcome {
     took: Duration,
     endpoint: Option<String>,
     write: bool,
-    ok: bool,
+    /// What failed, if anything.
+    error: Option<String>,
+}
+
+impl Outcome {
+    /// When the caller saw the result: what a phase counts it by, so a
+    /// request in flight when a fault struck counts in that fault's phase.
+    fn ended(&self) -> Instant {
+        self.started + self.took
+    }
 }
 
 struct Callers {
@@ -171,20 +180,20 @@ impl Callers {
                     let mut seen = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         let started = Instant::now();
-                        let (endpoint, ok) = match set.get(want).await {
+                        let (endpoint, error) = match set.get(want).await {
                             Ok(mut member) => {
                                 let key = Member::endpoint(&member).clone();
-                                let ok = member.call(Bytes::from_static(b"x")).await.is_ok();
-                                (Some(key), ok)
+                                let call = member.call(Bytes::from_static(b"x")).await;
+                                (Some(key), call.err().map(|e| e.to_string()))
                             }
-                            Err(_) => (None, false),
+                            Err(e) => (None, Some(e.to_string())),
                         };
                         seen.push(Outcome {
                             started,
                             took: started.elapsed(),
                             endpoint,
                             write,
-                            ok,
+                            error,
                         });
                         tokio::time::sleep(PACE).await;
                     }
@@ -217,7 +226,7 @@ struct Row {
 fn row(name: &'static str, outcomes: &[Outcome], from: Instant, to: Instant, note: String) -> Row {
     let inside: Vec<&Outcome> = outcomes
         .iter()
-        .filter(|o| o.started >= from && o.started < to)
+        .filter(|o| o.ended() >= from && o.ended() < to)
         .collect();
     let mut took: Vec<Duration> = inside.iter().map(|o| o.took).collect();
     took.sort();
@@ -228,7 +237,7 @@ fn row(name: &'static str, outcomes: &[Outcome], from: Instant, to: Instant, not
     Row {
         name,
         requests: inside.len(),
-        errors: inside.iter().filter(|o| !o.ok).count(),
+        errors: inside.iter().filter(|o| o.error.is_some()).count(),
         p99,
         note,
     }
@@ -399,7 +408,7 @@ async fn main() {
             let on = |key: &str| {
                 outcomes
                     .iter()
-                    .filter(|o| o.started >= *from && o.started < to)
+                    .filter(|o| o.ended() >= *from && o.ended() < to)
                     .filter(|o| o.endpoint.as_deref() == Some(key))
                     .count()
             };
@@ -420,6 +429,15 @@ async fn main() {
                     )
                 }
                 _ => String::new(),
+            };
+            // The first error of the phase, and where.
+            let first_error = outcomes
+                .iter()
+                .filter(|o| o.ended() >= *from && o.ended() < to)
+                .find_map(|o| Some((o.endpoint.as_deref()?, o.error.as_deref()?)));
+            let note = match first_error {
+                Some((key, error)) => format!("{note} first error: {key}: {error}"),
+                None => note,
             };
             row(name, &outcomes, *from, to, note)
         })

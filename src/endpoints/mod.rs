@@ -566,7 +566,18 @@ impl<K: Key, M: Manager> Inner<K, M> {
     ) -> Attempt<K, M> {
         let routed = Routed::new(endpoint);
         let endpoint = &routed.endpoint;
-        let result = tokio::time::timeout_at(deadline, endpoint.pool.get_owned()).await;
+        // A checkout waiting on an endpoint that goes down meanwhile (its
+        // connects failing, say) moves on at once rather than waiting out
+        // the endpoint pool's own wait_timeout.
+        let went_down = endpoint.went_down.notified();
+        let result = tokio::select! {
+            biased;
+            result = tokio::time::timeout_at(deadline, endpoint.pool.get_owned()) => result,
+            () = went_down => {
+                let failure = endpoint.health().last.clone().unwrap_or(Failure::Use);
+                return Attempt::Failed(endpoint.key.clone(), failure);
+            }
+        };
         match result {
             Err(_) => Attempt::OutOfTime,
             Ok(Err(crate::Error::Closed)) => Attempt::Skipped,
@@ -616,6 +627,7 @@ impl<K: Key, M: Manager> Inner<K, M> {
                 others_ejected < cap
             });
         if let Some(length) = down {
+            endpoint.went_down.notify_waiters();
             let ejected = endpoint.health().ejected;
             tracing::warn!(
                 pool = %self.settings.name,
@@ -660,6 +672,8 @@ pub(crate) struct Endpoint<K: Key, M: Manager> {
     role: Mutex<Option<Role>>,
     seen: Mutex<Seen>,
     removed: AtomicBool,
+    /// Wakes the checkouts waiting on this endpoint when it goes down.
+    went_down: Notify,
     set: Weak<Inner<K, M>>,
 }
 
@@ -673,6 +687,7 @@ impl<K: Key, M: Manager> Endpoint<K, M> {
             role: Mutex::new(None),
             seen: Mutex::new(Seen::default()),
             removed: AtomicBool::new(false),
+            went_down: Notify::new(),
             set,
         }
     }
