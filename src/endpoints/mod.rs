@@ -770,6 +770,11 @@ impl<K: Key, M: Manager> Endpoint<K, M> {
             .saturating_sub(before.connect_failures);
         if now_seen.drained > before.drained {
             self.going_away(now);
+        } else if created > 0 && connect_failed == 0 {
+            // New members and none drained: the server that went away has
+            // been replaced (a server going away accepts no new
+            // connections), so it need not be avoided any longer.
+            self.health().back_from_going_away();
         }
         let count = |n: u64| n.min(u64::from(u32::MAX)) as u32;
         if failed > 0 && ok == 0 {
