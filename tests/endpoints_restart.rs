@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use endpoints_support::{
     Backend, Callers, Outcome, PATIENCE, eventually, fixed_set, phase, print_phases,
 };
+use livepool::EvictReason;
 use livepool::endpoints::Want;
 use livepool::protocol::{Server, ServerHandle, ServerMode};
 use livepool::testing::Fault;
@@ -55,6 +56,24 @@ async fn a_graceful_rolling_restart_costs_callers_no_error() {
     let errors: Vec<_> = outcomes.iter().filter(|o| o.error.is_some()).collect();
     assert!(errors.is_empty(), "callers saw errors: {errors:?}");
     assert!(phases.iter().all(|p| p.requests > 0), "{phases:?}");
+    // A graceful restart is no failure: nothing came back dirty or broken
+    // (a going-away frame read behind a reply once left members looking
+    // dirty, which counted against the restarting server).
+    for e in set.status().endpoints {
+        let evicted = e.pool.counters.evicted;
+        assert_eq!(evicted.get(EvictReason::Dirty), 0, "{}: {evicted:?}", e.key);
+        assert_eq!(
+            evicted.get(EvictReason::BrokenOnReturn),
+            0,
+            "{}: {evicted:?}",
+            e.key
+        );
+        assert!(
+            evicted.get(EvictReason::Drained) > 0,
+            "{}: {evicted:?}",
+            e.key
+        );
+    }
     // Every restarted server serves again.
     for i in 0..3 {
         let key = format!("s{i}");
