@@ -6,8 +6,8 @@
 //! [`MultiplexedConnection::new_with_config`], which takes any stream; the
 //! multiplexer's driver runs in a task of its own that ends with the member.
 //! The heartbeat is `PING`, and only `PONG` counts as an answer. With
-//! [`track_roles`](RedisManager::track_roles) it also asks `ROLE` (in the
-//! same round trip), so a member on a server demoted to replica is evicted
+//! [`track_roles`](RedisManager::track_roles) it also asks `ROLE` (one
+//! more round trip), so a member on a server demoted to replica is evicted
 //! at its next heartbeat, and one that saw a `READONLY` reply is not handed
 //! out again.
 //!
@@ -145,8 +145,8 @@ impl RedisManager {
         self
     }
 
-    /// Reads the server's role with `ROLE` at connect and with every
-    /// heartbeat (`master` is [`Role::Primary`], `slave` [`Role::Replica`]),
+    /// Reads the server's role with `ROLE` (after the `PING`) at connect and
+    /// with every heartbeat (`master` is [`Role::Primary`], `slave` [`Role::Replica`]),
     /// reports it through [`Manager::role`], and fails the heartbeat with
     /// [`RedisManagerError::RoleChanged`] once it differs from the role at
     /// connect, so the member is evicted and replaced. A member whose
@@ -169,28 +169,27 @@ impl RedisManager {
         self.addr
     }
 
-    /// `PING` and, when roles are tracked, `ROLE`, in one round trip;
-    /// returns the role read.
+    /// `PING` and, when roles are tracked, `ROLE`; returns the role read.
+    /// Two commands, not a pipeline: a pipeline wraps a server error
+    /// (`NOAUTH`, `LOADING`) so its code no longer shows, and
+    /// [`is_permanent`](Manager::is_permanent) reads that code.
     async fn probe(&self, conn: &mut RedisConnection) -> Result<Option<Role>, RedisManagerError> {
-        let mut pipe = ::redis::pipe();
-        pipe.cmd("PING");
-        if self.track_roles {
-            pipe.cmd("ROLE");
-        }
-        let mut replies = pipe
-            .query_async::<Vec<Value>>(conn)
+        let pong = ::redis::cmd("PING")
+            .query_async::<Value>(conn)
             .await
-            .map_err(RedisManagerError::Heartbeat)?
-            .into_iter();
-        match replies.next() {
-            Some(Value::SimpleString(s)) if s == "PONG" => {}
+            .map_err(RedisManagerError::Heartbeat)?;
+        match pong {
+            Value::SimpleString(s) if s == "PONG" => {}
             other => return Err(RedisManagerError::UnexpectedPingReply(format!("{other:?}"))),
         }
         if !self.track_roles {
             return Ok(None);
         }
-        let reply = replies.next();
-        role_from(reply.as_ref())
+        let reply = ::redis::cmd("ROLE")
+            .query_async::<Value>(conn)
+            .await
+            .map_err(RedisManagerError::Heartbeat)?;
+        role_from(Some(&reply))
             .map(Some)
             .ok_or_else(|| RedisManagerError::UnexpectedRoleReply(format!("{reply:?}")))
     }
