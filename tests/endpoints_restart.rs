@@ -42,6 +42,11 @@ async fn a_graceful_rolling_restart_costs_callers_no_error() {
         marks.push((format!("after s{i}"), Instant::now()));
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
+    // Every restarted server serves again (its requests counter is its own).
+    eventually("every restarted server serves", || {
+        servers.iter().all(|s| s.requests() > 0)
+    })
+    .await;
     let end = Instant::now();
     let outcomes = callers.stop().await;
     let phases: Vec<_> = marks
@@ -73,16 +78,6 @@ async fn a_graceful_rolling_restart_costs_callers_no_error() {
             "{}: {evicted:?}",
             e.key
         );
-    }
-    // Every restarted server serves again.
-    for i in 0..3 {
-        let key = format!("s{i}");
-        let served = outcomes
-            .iter()
-            .filter(|o| o.endpoint.as_deref() == Some(key.as_str()))
-            .filter(|o| o.started > marks[2 * i + 2].1)
-            .count();
-        assert!(served > 0, "{key} serves after its restart");
     }
 }
 
