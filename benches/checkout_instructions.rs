@@ -12,6 +12,12 @@
 //! Scenarios: `uncontended` (one task, an idle member always there: the
 //! fast path) and `queued` (16 tasks, 4 members, each kept across a yield:
 //! the inline wait and the hand-off to the oldest waiter).
+//!
+//! Built with `--features metrics`, `LIVEPOOL_BENCH_RECORDER=1` installs
+//! metrics-util's `DebuggingRecorder` first (atomic counters and gauges,
+//! histograms in an `AtomicBucket`, as the Prometheus exporter keeps
+//! them), so the figure includes an exporter's side; without it the
+//! handles are the facade's no-ops.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -35,6 +41,12 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let scenario = args.next().unwrap_or_else(|| "uncontended".into());
     let ops: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(200_000);
+    #[cfg(feature = "metrics")]
+    if std::env::var_os("LIVEPOOL_BENCH_RECORDER").is_some() {
+        metrics_util::debugging::DebuggingRecorder::new()
+            .install()
+            .expect("no recorder installed yet");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

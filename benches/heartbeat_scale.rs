@@ -2,6 +2,15 @@
 //! max_size = 10,000 over loopback to the reference server, a heartbeat every
 //! second, measured over 10 s of steady state.
 //!
+//! Other sizes, one after another, with `LIVEPOOL_HEARTBEAT_SCALE_MEMBERS`
+//! (`=1000,10000,100000`): each size is probed at the same rate, 10,000 probes
+//! a second (so 100,000 members every 10 s; never faster than every second),
+//! and a last table gives the CPU per probe of pool and floor at each size:
+//! flat means the number of members costs nothing per probe. Above 20,000
+//! members the server listens on several ports (one client address reaches
+//! one server port through at most ~28,000 ephemeral ports), and as root the
+//! bench raises the hard descriptor limit as well as the soft one.
+//!
 //! Measured, against the targets of DESIGN.md:
 //!
 //! * CPU time per wall second on the pool side (target ≤ 5% of one core). The
@@ -46,10 +55,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::BufRead;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -58,22 +67,64 @@ use livepool::tcp::TcpOptions;
 use livepool::{Condition, Manager, Pool, Status};
 use tokio::time::MissedTickBehavior;
 
+use common::child::{CHILD_ANSWER, ChildProcess};
 use common::{Table, fail, full_run, write_summary};
 
 const ROLE_VAR: &str = "LIVEPOOL_HEARTBEAT_SCALE_ROLE";
+/// Comma-separated member counts to measure, one after another (default
+/// 10,000): `LIVEPOOL_HEARTBEAT_SCALE_MEMBERS=1000,10000,100000`.
+const MEMBERS_VAR: &str = "LIVEPOOL_HEARTBEAT_SCALE_MEMBERS";
 const MEMBERS: usize = 10_000;
 const MEMBERS_TEST: usize = 200;
+/// The probe rate every size is measured at (members / interval): 10,000
+/// members at 1 s, 100,000 at 10 s. One rate for all sizes, so the cost per
+/// probe says what the number of members costs, not what the rate does.
+const PROBES_PER_SECOND: usize = 10_000;
+/// The memory children's heartbeat interval.
 const INTERVAL: Duration = Duration::from_secs(1);
+/// Connections to one server port from one client address are bounded by
+/// the ephemeral port range (about 28,000 on Linux by default); the server
+/// listens on one port per this many members.
+const MEMBERS_PER_PORT: usize = 20_000;
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(500);
 /// The pool's default, spelled out because the bounds below depend on it.
 const JITTER: f64 = 0.1;
-/// What `Config::sentinel_tick` gives for a 1 s interval: a tenth of it.
-const TICK: Duration = Duration::from_millis(100);
+/// The shortest window; at least three intervals are measured.
 const WINDOW: Duration = Duration::from_secs(10);
 const WINDOW_TEST: Duration = Duration::from_secs(2);
-/// Before the window: every member is probed at least twice in this time, so
-/// the window sees the steady state, not the fill.
-const SETTLE: Duration = Duration::from_secs(2);
+
+/// One size's schedule: its interval keeps the probe rate at
+/// [`PROBES_PER_SECOND`] (never below 1 s), its tick is what
+/// `Config::sentinel_tick` gives (a tenth of the interval, at most 250 ms),
+/// and it settles for two intervals, so every member is probed at least
+/// twice before the window and the window sees the steady state, not the fill.
+#[derive(Clone, Copy)]
+struct Scale {
+    members: usize,
+    interval: Duration,
+    tick: Duration,
+    window: Duration,
+    settle: Duration,
+}
+
+impl Scale {
+    fn new(members: usize, full: bool) -> Scale {
+        let interval =
+            Duration::from_secs_f64((members as f64 / PROBES_PER_SECOND as f64).max(1.0));
+        let window = if full {
+            WINDOW.max(interval * 3)
+        } else {
+            WINDOW_TEST
+        };
+        Scale {
+            members,
+            interval,
+            tick: (interval / 10).min(Duration::from_millis(250)),
+            window,
+            settle: interval * 2,
+        }
+    }
+}
 /// Descriptors besides the sockets: stdio, the runtime's epoll and pipes, the
 /// listener, /proc files.
 const FD_MARGIN: u64 = 128;
@@ -82,15 +133,16 @@ const FD_MARGIN: u64 = 128;
 const FILL_LIMIT: Duration = Duration::from_secs(300);
 /// How long the memory children let the sentinel run before reading RSS.
 const MEMORY_SETTLE: Duration = Duration::from_millis(2500);
-/// Bound on any answer from a child process.
-const CHILD_ANSWER: Duration = Duration::from_secs(30);
 /// Linux's USER_HZ, the unit of utime and stime in /proc/<pid>/stat; fixed at
 /// 100 for the user-space ABI on every architecture tokio supports.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 /// The pool's default `max_concurrent_probes`, which the floor copies.
 const CONCURRENT_PROBES: usize = 64;
 const TARGET_CPU_SHARE: f64 = 0.05;
-const TARGET_BYTES_PER_MEMBER: f64 = 256.0;
+/// Issue 13: at most 128 bytes of pool bookkeeping per member.
+const TARGET_BYTES_PER_MEMBER: f64 = 128.0;
+/// Issue 13: pool CPU per probe within 1.15× of the plain loop's.
+const TARGET_RATIO_TO_FLOOR: f64 = 1.15;
 
 fn main() {
     match std::env::var(ROLE_VAR) {
@@ -102,11 +154,18 @@ fn main() {
 // ---------------------------------------------------------------- children
 
 fn child(role: &str) {
-    if let Some(max_connections) = role.strip_prefix("server:") {
-        let max_connections = max_connections
-            .parse()
-            .unwrap_or_else(|e| fail("server role: connection count", e));
-        serve(max_connections);
+    if let Some(spec) = role.strip_prefix("server:") {
+        let numbers: Vec<usize> = spec
+            .split(':')
+            .map(|n| {
+                n.parse()
+                    .unwrap_or_else(|e| fail("server role: connection and port counts", e))
+            })
+            .collect();
+        match numbers[..] {
+            [max_connections, ports] => serve(max_connections, ports),
+            _ => fail("server role", spec),
+        }
     } else if let Some(members) = role.strip_prefix("memory:") {
         let members = members
             .parse()
@@ -117,37 +176,48 @@ fn child(role: &str) {
     }
 }
 
-/// The server child: prints its address, then answers each `stats` line on
-/// stdin with `heartbeats requests connections`, until stdin closes.
-fn serve(max_connections: usize) {
+/// The server child: listens on `ports` ports, prints `addr` and their
+/// addresses, then answers each `stats` line on stdin with `heartbeats
+/// requests connections` summed over them, until stdin closes.
+fn serve(max_connections: usize, ports: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail("server: building the runtime", e));
-    let server = runtime
+    let servers = runtime
         .block_on(async {
-            Server::new()
-                .max_connections(max_connections)
-                .bind("127.0.0.1:0".parse().map_err(|_| "bad address")?)
-                .await
-                .map_err(|e| e.to_string())
+            let mut servers = Vec::with_capacity(ports);
+            for _ in 0..ports.max(1) {
+                let server = Server::new()
+                    .max_connections(max_connections)
+                    .bind("127.0.0.1:0".parse().map_err(|_| "bad address")?)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                servers.push(server);
+            }
+            Ok::<_, String>(servers)
         })
         .unwrap_or_else(|e| fail("server: binding", e));
-    println!("addr {}", server.addr());
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr().to_string()).collect();
+    println!("addr {}", addrs.join(" "));
     for line in std::io::stdin().lock().lines() {
         match line {
             Ok(line) if line.trim() == "stats" => println!(
                 "{} {} {}",
-                server.heartbeats(),
-                server.requests(),
-                server.connections()
+                servers.iter().map(|s| s.heartbeats()).sum::<u64>(),
+                servers.iter().map(|s| s.requests()).sum::<u64>(),
+                servers.iter().map(|s| s.connections() as u64).sum::<u64>()
             ),
             Ok(other) => fail("server: unknown command", other),
             Err(e) => fail("server: reading stdin", e),
         }
     }
-    runtime.block_on(server.shutdown());
+    runtime.block_on(async {
+        for server in servers {
+            server.shutdown().await;
+        }
+    });
 }
 
 /// A connection that takes no memory: what is left is the pool's own.
@@ -209,82 +279,6 @@ fn measure_memory(members: usize) {
         println!("rss_kb {rss} probes_ok {}", status.counters.probes_ok);
         drop(pool);
     });
-}
-
-/// A child process of this same binary in another role, with its stdout read
-/// line by line on a thread so every wait for an answer is bounded.
-struct ChildProcess {
-    process: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl ChildProcess {
-    fn spawn(role: &str) -> ChildProcess {
-        let exe =
-            std::env::current_exe().unwrap_or_else(|e| fail("finding this bench's binary", e));
-        let mut process = Command::new(exe)
-            .env(ROLE_VAR, role)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| fail(&format!("starting the {role} child"), e));
-        let stdout = process
-            .stdout
-            .take()
-            .unwrap_or_else(|| fail("child", "no stdout pipe"));
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        ChildProcess {
-            stdin: process.stdin.take(),
-            process,
-            lines,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.process.id()
-    }
-
-    fn line(&self, what: &str) -> String {
-        self.lines
-            .recv_timeout(CHILD_ANSWER)
-            .unwrap_or_else(|e| fail(&format!("waiting for the child's {what}"), e))
-    }
-
-    fn ask(&mut self, command: &str) -> String {
-        let sent = match self.stdin.as_mut() {
-            Some(stdin) => writeln!(stdin, "{command}").and_then(|()| stdin.flush()),
-            None => Err(std::io::Error::other("stdin already closed")),
-        };
-        if let Err(e) = sent {
-            fail(&format!("asking the child for {command}"), e);
-        }
-        self.line(command)
-    }
-
-    /// Closes its stdin (its signal to stop) and waits a bounded time for it
-    /// to exit; kills it past that.
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + CHILD_ANSWER;
-        while Instant::now() < deadline {
-            match self.process.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(_) => break,
-            }
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 // ------------------------------------------------------------ measurements
@@ -357,10 +351,12 @@ impl ProbeLog {
     }
 }
 
-/// `RpcManager` plus a note in the [`ProbeLog`] per successful heartbeat.
+/// `RpcManager`s (one per server port, taken in turn) plus a note in the
+/// [`ProbeLog`] per successful heartbeat.
 struct LoggingManager {
-    inner: RpcManager,
+    inner: Vec<RpcManager>,
     log: Arc<ProbeLog>,
+    next_port: AtomicUsize,
     next_index: AtomicUsize,
 }
 
@@ -374,19 +370,20 @@ impl Manager for LoggingManager {
     type Error = ClientError;
 
     async fn connect(&self) -> Result<LoggedConnection, ClientError> {
-        let conn = self.inner.connect().await?;
+        let port = self.next_port.fetch_add(1, Ordering::Relaxed) % self.inner.len();
+        let conn = self.inner[port].connect().await?;
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
         Ok(LoggedConnection { conn, index })
     }
 
     async fn heartbeat(&self, c: &mut LoggedConnection) -> Result<(), ClientError> {
-        self.inner.heartbeat(&mut c.conn).await?;
+        self.inner[0].heartbeat(&mut c.conn).await?;
         self.log.record(c.index);
         Ok(())
     }
 
     fn condition(&self, c: &mut LoggedConnection) -> Condition {
-        self.inner.condition(&mut c.conn)
+        self.inner[0].condition(&mut c.conn)
     }
 }
 
@@ -426,6 +423,13 @@ fn own_rss_kib() -> u64 {
 /// fit: each needs a socket here (and one in the server child, which inherits
 /// the limit).
 fn members_that_fit(wanted: usize) -> (usize, String) {
+    // Root may raise the hard limit too (up to fs.nr_open); others keep it.
+    let need = wanted as u64 + FD_MARGIN;
+    if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        if hard < need {
+            let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, soft.max(need), need);
+        }
+    }
     let raised = rlimit::increase_nofile_limit(u64::MAX);
     let limit = match raised {
         Ok(limit) => limit,
@@ -491,7 +495,7 @@ fn snapshot(pool: &Pool<LoggingManager>, server: &mut ChildProcess, log: &ProbeL
 }
 
 fn memory_child(members: usize) -> (u64, u64) {
-    let child = ChildProcess::spawn(&format!("memory:{members}"));
+    let child = ChildProcess::spawn(ROLE_VAR, &format!("memory:{members}"), &[]);
     let line = child.line("memory report");
     child.finish();
     let mut words = line.split_whitespace();
@@ -519,12 +523,12 @@ struct Floor {
 }
 
 async fn connect_all(
-    addr: std::net::SocketAddr,
+    addrs: &[std::net::SocketAddr],
     members: usize,
 ) -> Result<Vec<RpcConnection>, ClientError> {
     let opts = TcpOptions::default();
     futures_util::stream::iter(0..members)
-        .map(|_| RpcConnection::connect(addr, &opts, DEFAULT_MAX_BODY))
+        .map(|i| RpcConnection::connect(addrs[i % addrs.len()], &opts, DEFAULT_MAX_BODY))
         .buffer_unordered(16)
         .try_collect()
         .await
@@ -534,12 +538,14 @@ async fn connect_all(
 /// interval), `CONCURRENT_PROBES` at a time, until `stop`.
 async fn probe_round_robin(
     mut conns: Vec<RpcConnection>,
+    scale: Scale,
     stop: Instant,
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
 ) -> Vec<RpcConnection> {
-    let per_tick = ((conns.len() as u128 * TICK.as_nanos() / INTERVAL.as_nanos()) as usize).max(1);
-    let mut ticker = tokio::time::interval(TICK);
+    let per_tick =
+        ((conns.len() as u128 * scale.tick.as_nanos() / scale.interval.as_nanos()) as usize).max(1);
+    let mut ticker = tokio::time::interval(scale.tick);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut cursor = 0;
     while Instant::now() < stop {
@@ -564,23 +570,24 @@ async fn probe_round_robin(
 fn measure_floor(
     runtime: &tokio::runtime::Runtime,
     server: &mut ChildProcess,
-    addr: std::net::SocketAddr,
-    members: usize,
-    window: Duration,
+    addrs: &[std::net::SocketAddr],
+    scale: Scale,
 ) -> Floor {
+    let window = scale.window;
     let conns = runtime
-        .block_on(connect_all(addr, members))
+        .block_on(connect_all(addrs, scale.members))
         .unwrap_or_else(|e| fail("floor: connecting", e));
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let stop = Instant::now() + SETTLE + window + INTERVAL;
+    let stop = Instant::now() + scale.settle + window + scale.interval;
     let task = runtime.spawn(probe_round_robin(
         conns,
+        scale,
         stop,
         Arc::clone(&ok),
         Arc::clone(&failed),
     ));
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(scale.settle);
     let server_pid = server.pid().to_string();
     // The same readings at both ends of the window.
     let mut snapshot = || {
@@ -643,16 +650,86 @@ fn verdict(ok: bool) -> &'static str {
 
 fn parent() {
     let full = full_run();
-    let (members, fd_note) = members_that_fit(if full { MEMBERS } else { MEMBERS_TEST });
-    let window = if full { WINDOW } else { WINDOW_TEST };
-    println!("heartbeat_scale: {members} members, {fd_note}");
+    let sizes: Vec<usize> = match std::env::var(MEMBERS_VAR) {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|e| fail(&format!("{MEMBERS_VAR}={list}"), e))
+            })
+            .collect(),
+        Err(_) => vec![if full { MEMBERS } else { MEMBERS_TEST }],
+    };
+    let mut texts = Vec::new();
+    let mut per_size = Table::new(&[
+        "members",
+        "interval",
+        "probes/s",
+        "pool CPU per probe",
+        "floor CPU per probe",
+        "pool ÷ floor",
+        "bookkeeping per member",
+    ]);
+    for wanted in sizes {
+        let (members, fd_note) = members_that_fit(wanted);
+        let outcome = measure(Scale::new(members, full), &fd_note);
+        per_size.row(vec![
+            members.to_string(),
+            format!("{:?}", outcome.scale.interval),
+            format!("{:.0}", outcome.probes_per_second),
+            format!("{:.1} µs", outcome.pool_cpu_per_probe),
+            format!("{:.1} µs", outcome.floor_cpu_per_probe),
+            format!(
+                "{:.2}×",
+                outcome.pool_cpu_per_probe / outcome.floor_cpu_per_probe.max(f64::EPSILON)
+            ),
+            format!("{:.0} B", outcome.bookkeeping),
+        ]);
+        texts.push(outcome.text);
+    }
+    let mut text = texts.join("\n");
+    text.push_str("\n## Cost per probe as members grow\n\n");
+    text.push_str(&per_size.render());
+    println!("\n{text}");
+    if full {
+        write_summary("heartbeat_scale", &text);
+    }
+}
 
-    let mut server = ChildProcess::spawn(&format!("server:{}", members + 16));
+/// What one size measured, for the table across sizes.
+struct Outcome {
+    scale: Scale,
+    text: String,
+    probes_per_second: f64,
+    pool_cpu_per_probe: f64,
+    floor_cpu_per_probe: f64,
+    bookkeeping: f64,
+}
+
+fn measure(scale: Scale, fd_note: &str) -> Outcome {
+    let Scale {
+        members,
+        interval,
+        tick,
+        window,
+        settle,
+    } = scale;
+    println!("heartbeat_scale: {members} members every {interval:?}, {fd_note}");
+
+    let ports = members.div_ceil(MEMBERS_PER_PORT).max(1);
+    let mut server =
+        ChildProcess::spawn(ROLE_VAR, &format!("server:{}:{ports}", members + 16), &[]);
     let addr_line = server.line("address");
-    let addr = addr_line
+    let addrs: Vec<std::net::SocketAddr> = addr_line
         .strip_prefix("addr ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| fail("the server's address", &addr_line));
+        .map(|list| {
+            list.split_whitespace()
+                .filter_map(|a| a.parse().ok())
+                .collect()
+        })
+        .filter(|addrs: &Vec<_>| addrs.len() == ports)
+        .unwrap_or_else(|| fail("the server's addresses", &addr_line));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -661,8 +738,9 @@ fn parent() {
         .unwrap_or_else(|e| fail("building the runtime", e));
     let log = Arc::new(ProbeLog::new(members));
     let manager = LoggingManager {
-        inner: RpcManager::new(addr),
+        inner: addrs.iter().map(|addr| RpcManager::new(*addr)).collect(),
         log: Arc::clone(&log),
+        next_port: AtomicUsize::new(0),
         next_index: AtomicUsize::new(0),
     };
     let started = Instant::now();
@@ -672,7 +750,7 @@ fn parent() {
                 .name("heartbeat_scale")
                 .max_size(members)
                 .min_idle(members)
-                .heartbeat_interval(INTERVAL)
+                .heartbeat_interval(interval)
                 .heartbeat_timeout(HEARTBEAT_TIMEOUT)
                 .heartbeat_jitter(JITTER)
                 .build(manager)
@@ -700,11 +778,11 @@ fn parent() {
         )
     });
     println!(
-        "filled {members} members in {:.1} s ({:.0} connects/s); settling for {SETTLE:?}",
+        "filled {members} members in {:.1} s ({:.0} connects/s); settling for {settle:?}",
         fill_time.as_secs_f64(),
         members as f64 / fill_time.as_secs_f64()
     );
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(settle);
 
     log.open();
     let before = snapshot(&pool, &mut server, &log);
@@ -753,8 +831,8 @@ fn parent() {
         .min()
         .unwrap_or(0);
     let never = counts.iter().filter(|c| **c == 0).count();
-    let interval_ns = INTERVAL.as_nanos() as u64;
-    let tick_ns = TICK.as_nanos() as u64;
+    let interval_ns = interval.as_nanos() as u64;
+    let tick_ns = tick.as_nanos() as u64;
     // Due at interval × (1 − up to jitter), found at the next tick, probed
     // behind at most the tick's other due members: interval + two ticks is
     // late, below interval × (1 − jitter) − a tick is early.
@@ -767,7 +845,7 @@ fn parent() {
     runtime.block_on(async { pool.close() });
     drop(pool);
     wait_for_server_connections(&mut server, 0);
-    let floor = measure_floor(&runtime, &mut server, addr, members, window);
+    let floor = measure_floor(&runtime, &mut server, &addrs, scale);
     let floor_secs = floor.wall.as_secs_f64();
     let floor_cpu_share = floor.cpu.as_secs_f64() / floor_secs;
     let floor_server_share = floor.server_cpu.as_secs_f64() / floor_secs;
@@ -799,11 +877,12 @@ fn parent() {
         String::new(),
         String::new(),
     ]);
+    let ratio_to_floor = pool_cpu_per_probe / floor_cpu_per_probe.max(f64::EPSILON);
     table.row(vec![
         "CPU per probe: pool / floor".into(),
-        format!("{pool_cpu_per_probe:.1} µs / {floor_cpu_per_probe:.1} µs"),
-        String::new(),
-        String::new(),
+        format!("{pool_cpu_per_probe:.1} µs / {floor_cpu_per_probe:.1} µs = {ratio_to_floor:.2}×"),
+        format!("≤ {TARGET_RATIO_TO_FLOOR}×"),
+        verdict(ratio_to_floor <= TARGET_RATIO_TO_FLOOR).into(),
     ]);
     table.row(vec![
         "server CPU, child process: pool run / floor run".into(),
@@ -820,7 +899,7 @@ fn parent() {
         format!("{:.0}", probes_ok as f64 / secs),
         format!(
             "≈ {:.0} (members / interval)",
-            members as f64 / INTERVAL.as_secs_f64()
+            members as f64 / interval.as_secs_f64()
         ),
         String::new(),
     ]);
@@ -860,7 +939,7 @@ fn parent() {
             percentile(&counts, 0.5),
             counts.last().copied().unwrap_or(0)
         ),
-        format!("≈ {:.0}", secs / INTERVAL.as_secs_f64()),
+        format!("≈ {:.0}", secs / interval.as_secs_f64()),
         String::new(),
     ]);
     table.row(vec![
@@ -904,12 +983,12 @@ fn parent() {
         String::new(),
     ]);
 
-    let mut text = String::from("# heartbeat_scale\n\n");
+    let mut text = format!("# heartbeat_scale: {members} members\n\n");
     let _ = writeln!(
         text,
-        "{members} idle members (min_idle = max_size), heartbeat every {INTERVAL:?} (jitter {JITTER}, \
-         timeout {HEARTBEAT_TIMEOUT:?}), over loopback to the reference server in a child process; \
-         window {:.1} s after {SETTLE:?} of settling; pool runtime: multi-thread, 2 workers; \
+        "{members} idle members (min_idle = max_size), heartbeat every {interval:?} (jitter {JITTER}, \
+         timeout {HEARTBEAT_TIMEOUT:?}), over loopback to the reference server in a child process \
+         ({ports} ports); window {:.1} s after {settle:?} of settling; pool runtime: multi-thread, 2 workers; \
          {} CPUs. {fd_note}. Server connections at the end: {}; heartbeats of unlisted members: {}; \
          memory children: {rss_empty} KiB empty, {rss_full} KiB with {members} members \
          ({memory_probes} probes done).\n",
@@ -924,10 +1003,13 @@ fn parent() {
         let _ = write!(text, " {count}: {n};");
     }
     text.push('\n');
-    println!("\n{text}");
-    if full {
-        write_summary("heartbeat_scale", &text);
-    }
-
     server.finish();
+    Outcome {
+        scale,
+        text,
+        probes_per_second: probes_ok as f64 / secs,
+        pool_cpu_per_probe,
+        floor_cpu_per_probe,
+        bookkeeping,
+    }
 }

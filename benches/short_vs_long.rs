@@ -38,6 +38,13 @@
 //! bench relies on Linux reusing those for loopback (`net.ipv4.tcp_tw_reuse`,
 //! default 2) and warns if it is off, as ports may then run out.
 //!
+//! Layouts: both of these run, one after the other, and are reported side by
+//! side. `shared` is described above. `split` puts the server in a child
+//! process pinned to CPU 1 and this process (clients and pools, one worker)
+//! on CPU 0, with `taskset` (util-linux): nothing migrates between cores and
+//! client and server never preempt each other, so its numbers are steady
+//! from run to run where `shared` moves by ±10 %.
+//!
 //! Under `cargo test --benches` every step runs on a small scale and nothing
 //! is written.
 
@@ -46,6 +53,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::fmt::Write as _;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -75,6 +83,87 @@ const ROUNDS: u64 = 4;
 const PLOT: &str = "docs/short_vs_long.svg";
 
 type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Makes this binary the echo server of the `split` layout.
+const ROLE_VAR: &str = "LIVEPOOL_SHORT_VS_LONG_ROLE";
+
+/// The machine's CPUs, read before the `split` layout pins this process.
+static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Where the server runs relative to the clients. Both are measured, one
+/// after the other, and reported side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Server and clients in one multi-thread runtime of [`WORKERS`]
+    /// workers: what an application with an in-process backend sees, and
+    /// the layout of the earlier published figures. On 2 cores, whether a
+    /// connection's server task lands on its client's worker moves the
+    /// numbers from run to run.
+    Shared,
+    /// The server in a child process pinned to CPU 1 (one worker), the
+    /// clients in this process pinned to CPU 0 (one worker): each side has a
+    /// core of its own, nothing migrates, and the numbers are steady.
+    Split,
+}
+
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Layout::Shared => "shared",
+            Layout::Split => "split",
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Layout::Shared => format!(
+                "server and clients in one multi-thread tokio runtime with {WORKERS} workers"
+            ),
+            Layout::Split => "server in a child process pinned to CPU 1 (1 worker), clients in \
+                              this process pinned to CPU 0 (1 worker), with `taskset`"
+                .to_owned(),
+        }
+    }
+}
+
+/// Pins every thread of this process (and those it starts later) to `cpus`.
+fn pin_self(cpus: &str) -> Result<(), BoxError> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-c", "-p", cpus, &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("taskset exited with {status}").into())
+    }
+}
+
+/// The `split` layout's server: echo on an ephemeral port, its address on
+/// stdout, until stdin closes.
+fn serve_child() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail("server: building the runtime", e));
+    let server = runtime
+        .block_on(async {
+            Server::new()
+                .max_connections(4096)
+                .bind("127.0.0.1:0".parse().map_err(|_| "bad address")?)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|e| fail("server: binding", e));
+    println!("addr {}", server.addr());
+    for line in std::io::stdin().lock().lines() {
+        if line.is_err() {
+            break;
+        }
+    }
+    runtime.block_on(server.shutdown());
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Competitor {
@@ -139,7 +228,10 @@ impl managed::Manager for DeadpoolRpc {
 /// The server and every competitor's connections, built once and shared by
 /// every round.
 struct Bed {
-    server: ServerHandle,
+    /// The in-process server of the `shared` layout; `None` when it runs in
+    /// a child process.
+    server: Option<ServerHandle>,
+    addr: std::net::SocketAddr,
     tcp: TcpOptions,
     body: Bytes,
     /// `raw_long`'s connections: each task takes one for a round and puts it back.
@@ -157,12 +249,19 @@ enum Client {
 }
 
 impl Bed {
-    async fn new() -> Result<Bed, BoxError> {
-        let server = Server::new()
-            .max_connections(4096)
-            .bind("127.0.0.1:0".parse()?)
-            .await?;
-        let addr = server.addr();
+    /// Against the server at `addr`, or, with `None`, one started here.
+    async fn new(addr: Option<std::net::SocketAddr>) -> Result<Bed, BoxError> {
+        let (server, addr) = match addr {
+            Some(addr) => (None, addr),
+            None => {
+                let server = Server::new()
+                    .max_connections(4096)
+                    .bind("127.0.0.1:0".parse()?)
+                    .await?;
+                let addr = server.addr();
+                (Some(server), addr)
+            }
+        };
         let tcp = TcpOptions::default();
         let mut raw = Vec::with_capacity(POOL_SIZE);
         for _ in 0..POOL_SIZE {
@@ -191,6 +290,7 @@ impl Bed {
         drop(held);
         Ok(Bed {
             server,
+            addr,
             tcp,
             body: Bytes::from(vec![b'x'; BODY_LEN]),
             raw: Mutex::new(raw),
@@ -221,7 +321,7 @@ impl Bed {
         let reply = match client {
             Client::Short => {
                 let mut conn =
-                    RpcConnection::connect(self.server.addr(), &self.tcp, DEFAULT_MAX_BODY).await?;
+                    RpcConnection::connect(self.addr, &self.tcp, DEFAULT_MAX_BODY).await?;
                 conn.call(self.body.clone()).await?
             }
             Client::Raw(conn) => conn.call(self.body.clone()).await?,
@@ -390,12 +490,18 @@ impl CriterionTotals {
 
 fn run_criterion(
     criterion: &mut Criterion,
+    layout: Layout,
     runtime: &Runtime,
     bed: &Arc<Bed>,
     totals: &Arc<CriterionTotals>,
 ) {
     for tasks in TASK_COUNTS {
-        let mut group = criterion.benchmark_group(format!("short_vs_long_{tasks}_tasks"));
+        // The shared layout keeps the group names of the earlier runs.
+        let name = match layout {
+            Layout::Shared => format!("short_vs_long_{tasks}_tasks"),
+            Layout::Split => format!("short_vs_long_{}_{tasks}_tasks", layout.name()),
+        };
+        let mut group = criterion.benchmark_group(name);
         group.throughput(Throughput::Elements(1));
         for who in Competitor::ALL {
             group.bench_function(who.name(), |b| {
@@ -430,7 +536,7 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-fn report(sampled: &BTreeMap<Key, Sampled>, totals: &CriterionTotals) -> String {
+fn report(layout: Layout, sampled: &BTreeMap<Key, Sampled>, totals: &CriterionTotals) -> String {
     let mut table = Table::new(&[
         "tasks",
         "competitor",
@@ -485,15 +591,15 @@ fn report(sampled: &BTreeMap<Key, Sampled>, totals: &CriterionTotals) -> String 
             ratio(rate(Competitor::Livepool), rate(Competitor::Short)),
         ]);
     }
-    let mut out = String::from("# short_vs_long\n\n");
+    let mut out = format!("# short_vs_long, layout `{}`\n\n", layout.name());
     let _ = writeln!(
         out,
-        "Echo of {BODY_LEN} bytes over the reference protocol on loopback; server and clients in one \
-         multi-thread tokio runtime with {WORKERS} workers on a machine with {} CPUs. \
+        "Echo of {BODY_LEN} bytes over the reference protocol on loopback; {} on a machine with {} CPUs. \
          Sampled: every request timed, in {ROUNDS} rounds rotating the competitors. \
          criterion: the mean over all of criterion's samples (its own estimates are in target/criterion/). \
          Ratios are of throughput (higher is better for livepool).\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        layout.describe(),
+        CPUS.get().copied().unwrap_or(0)
     );
     out.push_str(&table.render());
     out.push('\n');
@@ -583,16 +689,52 @@ fn warn_if_ports_may_run_out() {
 }
 
 fn main() {
+    if std::env::var(ROLE_VAR).is_ok_and(|role| role == "server") {
+        serve_child();
+        return;
+    }
     let full = full_run();
     warn_if_ports_may_run_out();
+    let _ = CPUS.set(std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let mut texts = Vec::new();
+    for layout in [Layout::Shared, Layout::Split] {
+        texts.push(measure(layout, full));
+    }
+    let text = texts.join("\n");
+    println!("\n{text}");
+    if full {
+        write_summary("short_vs_long", &text);
+    }
+}
+
+/// Every competitor at every task count in one layout: the sampled run,
+/// criterion's, and the report (plus the latency plot for `shared`).
+fn measure(layout: Layout, full: bool) -> String {
+    let (workers, child) = match layout {
+        Layout::Shared => (WORKERS, None),
+        Layout::Split => {
+            let child =
+                common::child::ChildProcess::spawn(ROLE_VAR, "server", &["taskset", "-c", "1"]);
+            if let Err(e) = pin_self("0") {
+                fail("pinning the clients to CPU 0", e);
+            }
+            (1, Some(child))
+        }
+    };
+    let addr = child.as_ref().map(|child| {
+        let line = child.line("address");
+        line.strip_prefix("addr ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| fail("the server's address", &line))
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKERS)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail("building the tokio runtime", e));
     let bed = Arc::new(
         runtime
-            .block_on(Bed::new())
+            .block_on(Bed::new(addr))
             .unwrap_or_else(|e| fail("setting up the server and the pools", e)),
     );
 
@@ -601,7 +743,10 @@ fn main() {
     } else {
         SAMPLED_REQUESTS_TEST
     };
-    println!("short_vs_long: timing {requests} requests per competitor and task count");
+    println!(
+        "short_vs_long ({}): timing {requests} requests per competitor and task count",
+        layout.name()
+    );
     let sampled = runtime
         .block_on(sample_all(&bed, requests))
         .unwrap_or_else(|e| fail("the sampled run", e));
@@ -612,13 +757,11 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .sample_size(30)
         .configure_from_args();
-    run_criterion(&mut criterion, &runtime, &bed, &totals);
+    run_criterion(&mut criterion, layout, &runtime, &bed, &totals);
     criterion.final_summary();
 
-    let text = report(&sampled, &totals);
-    println!("\n{text}");
-    if full {
-        write_summary("short_vs_long", &text);
+    let text = report(layout, &sampled, &totals);
+    if full && layout == Layout::Shared {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(PLOT);
         let drawn = path
             .parent()
@@ -633,6 +776,12 @@ fn main() {
     runtime.block_on(async {
         bed.livepool.close();
         bed.deadpool.close();
-        bed.server.shutdown().await;
+        if let Some(server) = &bed.server {
+            server.shutdown().await;
+        }
     });
+    if let Some(child) = child {
+        child.finish();
+    }
+    text
 }

@@ -5,43 +5,90 @@
 //! cargo run --example redis --features redis
 //! ```
 //!
-//! The server is LIVEPOOL_REDIS_ADDR (default 127.0.0.1:6379). The pool
-//! reaches it through livepool's fault proxy, so the example can cut the path.
+//! The server is the Redis URL in LIVEPOOL_REDIS_URL (default
+//! `redis://localhost:6379/0`; `rediss://` with `--features redis-tls`, the
+//! certificate checked against the system's roots or SSL_CERT_FILE).
+//! The host name is resolved at every connect. For the second part the pool
+//! reaches the server through livepool's fault proxy, so the example can cut
+//! the path.
 
 use std::time::Duration;
 
-use livepool::adapters::redis::{ADDR_VAR, RedisManager};
+use livepool::adapters::redis::RedisManager;
 use livepool::testing::{Fault, FaultProxy};
 use livepool::{Manager, Pool, Pooled};
 use redis::AsyncCommands;
 
+/// The environment variable holding the server's URL.
+const URL_VAR: &str = "LIVEPOOL_REDIS_URL";
+const DEFAULT_URL: &str = "redis://localhost:6379/0";
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let direct = RedisManager::from_env()?;
-    let server = direct.addr();
+    let url = std::env::var(URL_VAR).unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let direct = RedisManager::from_url(&url)?.client_name("livepool-example");
     if let Err(e) = direct.connect().await {
-        return Err(format!("{e}\n(start Redis at {server} or set {ADDR_VAR}=IP:port)").into());
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            message += &format!(": {c}");
+            cause = c.source();
+        }
+        return Err(format!("{message}\n(start Redis for {url} or set {URL_VAR})").into());
     }
+
+    // The quick start: a pool from the URL, and the guard used as any
+    // redis connection.
+    let pool = Pool::builder()
+        .name("example-redis")
+        .max_size(4)
+        .build(direct.clone())?;
+    let mut conn = pool.get().await?;
+    let _: () = conn.set_ex("livepool:example", "hello", 60).await?;
+    let value: String = redis::cmd("GET")
+        .arg("livepool:example")
+        .query_async(&mut conn)
+        .await?;
+    println!(
+        "{url}: member {} ran SET and GET: {value:?}",
+        Pooled::id(&conn)
+    );
+    drop(conn);
+    drop(pool);
+
+    // The same server behind a fault proxy, same database and credentials.
+    let server = tokio::net::lookup_host((direct.host(), direct.port()))
+        .await?
+        .next()
+        .ok_or("the host resolved to no address")?;
     let proxy = FaultProxy::start(server).await?;
     println!(
         "Redis at {server}, reached through a fault proxy at {}",
         proxy.addr()
     );
 
+    let manager = RedisManager::new(proxy.addr())
+        .connection_info(direct.redis_settings().clone())
+        .client_name("livepool-example");
+    // A rediss:// server: TLS through the proxy too, the certificate
+    // checked against the URL's host name (the system's roots, as for the
+    // URL itself; SSL_CERT_FILE names others).
+    #[cfg(feature = "redis-tls")]
+    let manager = if direct.uses_tls() {
+        use livepool::adapters::redis::RedisTls;
+        manager.tls(RedisTls::native_roots()?.server_name(direct.host())?)
+    } else {
+        manager
+    };
     let pool = Pool::builder()
-        .name("example-redis")
+        .name("example-redis-proxied")
         .max_size(4)
         .min_idle(2)
         .connect_timeout(Duration::from_secs(1))
         .heartbeat_interval(Duration::from_millis(500))
         .heartbeat_timeout(Duration::from_millis(200))
-        .build(RedisManager::new(proxy.addr()).client_name("livepool-example"))?;
-
-    let mut conn = pool.get().await?;
-    let _: () = conn.set_ex("livepool:example", "hello", 60).await?;
-    let value: String = conn.get("livepool:example").await?;
-    println!("member {} ran SET and GET: {value:?}", Pooled::id(&conn));
-    drop(conn);
+        .build(manager)?;
+    drop(pool.get().await?);
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let status = pool.status();
@@ -68,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("restoring the path ...");
     proxy.set_fault(Fault::Pass);
     let mut conn = pool.get().await?;
-    let pong: String = redis::cmd("PING").query_async(&mut *conn).await?;
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
     println!(
         "member {} answered {pong}: the pool reconnected",
         Pooled::id(&conn)

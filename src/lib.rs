@@ -74,10 +74,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapters;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "deadpool"))]
+mod chain;
 #[cfg(feature = "serde")]
 pub mod config_file;
 pub mod endpoints;
 pub mod manager;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod tcp;

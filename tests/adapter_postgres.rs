@@ -343,3 +343,79 @@ async fn a_cancel_storm_never_holds_more_sessions_than_max_size() {
     let status = pool.status();
     assert!(status.counters.evicted.total() >= CUTS as u64, "{status:?}");
 }
+
+/// Client code written against tokio-postgres's own trait, not livepool.
+/// `GenericClient` is sealed (only `Client` and `Transaction` implement
+/// it), so a pooled session is passed as `&**conn` (it derefs to `Client`)
+/// and a transaction as itself.
+async fn add_and_count(
+    db: &impl tokio_postgres::GenericClient,
+    table: &str,
+    value: i32,
+) -> Result<i64, tokio_postgres::Error> {
+    db.execute(&format!("INSERT INTO {table} VALUES ($1)"), &[&value])
+        .await?;
+    Ok(db
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await?
+        .get(0))
+}
+
+/// Sleeps on the server through any `GenericClient`.
+async fn sleep_generic(
+    db: &impl tokio_postgres::GenericClient,
+    seconds: f64,
+) -> Result<(), tokio_postgres::Error> {
+    db.execute("SELECT pg_sleep($1)", &[&seconds])
+        .await
+        .map(drop)
+}
+
+/// The documented equivalent of `GenericClient` on a pooled session, from a
+/// connection string with a host name: the same generic function runs on
+/// the session (`&**conn`) and on a transaction of it (rolled back: its row
+/// is gone), and a query cut off inside it still leaves the session dirty,
+/// so the pool evicts it and its statement is cancelled on the server.
+#[tokio::test]
+async fn code_generic_over_generic_client_runs_on_the_session_and_its_transactions() {
+    let admin = admin().await;
+    let name = unique_name("generic");
+    let port = server_addr().port();
+    let manager = PgManager::from_conn_str(&format!(
+        "host=localhost port={port} user=postgres dbname=test"
+    ))
+    .unwrap()
+    .application_name(&name);
+    let pool = builder().build(manager).unwrap();
+
+    let mut conn = pool.get().await.expect("borrow over a resolved name");
+    conn.batch_execute("CREATE TEMP TABLE generic_t (x int4)")
+        .await
+        .unwrap();
+    assert_eq!(add_and_count(&**conn, "generic_t", 1).await.unwrap(), 1);
+    {
+        let tx = conn.transaction().await.expect("BEGIN");
+        assert_eq!(add_and_count(&tx, "generic_t", 2).await.unwrap(), 2);
+        tx.rollback().await.expect("ROLLBACK");
+    }
+    assert_eq!(
+        add_and_count(conn.client(), "generic_t", 3).await.unwrap(),
+        2
+    );
+    assert_eq!(conn.condition(), Condition::Ready);
+
+    // Cut off inside the generic function, in a transaction too.
+    {
+        let tx = conn.transaction().await.expect("BEGIN");
+        // Long enough that only the cancel can end it within the checks
+        // below: without one the server holds the session for 30 s.
+        let cut = timeout(Duration::from_millis(100), sleep_generic(&tx, 30.0)).await;
+        assert!(cut.is_err(), "pg_sleep(30) finished within 100 ms");
+    }
+    assert_eq!(conn.condition(), Condition::Dirty);
+    assert_eq!(active_count(&admin, &name).await, 1, "the sleep runs on");
+    return_cut_off_member(&pool, conn, &name, async || {
+        server_count(&admin, &name).await
+    })
+    .await;
+}

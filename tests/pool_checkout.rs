@@ -377,5 +377,8 @@ async fn a_broken_idle_member_is_skipped_at_checkout_without_an_error() {
 async fn the_get_future_is_small() {
     let pool = Pool::builder().build(FakeManager::new()).unwrap();
     let size = std::mem::size_of_val(&pool.get());
-    assert!(size <= 160, "get() future is {size} bytes");
+    // The `metrics` feature keeps the wait's start (an `Instant`) across
+    // the inline wait, for `db.client.connection.wait_time`.
+    let limit = if cfg!(feature = "metrics") { 176 } else { 160 };
+    assert!(size <= limit, "get() future is {size} bytes");
 }

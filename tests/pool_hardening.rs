@@ -529,3 +529,44 @@ fn an_outage_is_logged_once_not_once_per_connect() {
     assert!(text.lines().all(|l| !l.contains("pool=\"")), "{text}");
     assert!(warns[0].contains("pool=demo"), "{}", warns[0]);
 }
+
+/// A pool built in a current-thread runtime that stays alive but is no
+/// longer driven (its `block_on` returned; nothing polls its tasks): the
+/// sentinel neither runs nor ends, so a checkout queued from another
+/// runtime must be timed out by a timer of its own.
+#[test]
+fn a_waiter_is_timed_out_while_the_sentinels_runtime_is_alive_but_not_driven() {
+    let manager = FakeManager::new();
+    let runtime_a = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = runtime_a.block_on(async {
+        Pool::builder()
+            .max_size(1)
+            .wait_timeout(Duration::from_millis(500))
+            .build(manager)
+            .unwrap()
+    });
+    let runtime_b = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime_b.block_on(async {
+        let held = pool.get().await.unwrap();
+        let started = std::time::Instant::now();
+        let queued = tokio::time::timeout(Duration::from_secs(10), pool.get())
+            .await
+            .expect("a queued get() must not hang while the sentinel is not driven")
+            .map(|_| ());
+        assert!(matches!(queued, Err(Error::Timeout { .. })), "{queued:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(held);
+        drop(pool.get().await.expect("the member came back"));
+    });
+    drop(runtime_a);
+}

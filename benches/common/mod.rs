@@ -2,6 +2,9 @@
 //! real run from `cargo test --benches`, the Markdown table both print, where
 //! their summaries go, and how they give up on a fault.
 
+#[allow(dead_code)] // each bench uses a part of it
+pub mod child;
+
 use std::fmt::{Display, Write as _};
 use std::path::PathBuf;
 

@@ -158,14 +158,14 @@ pub enum DeadpoolManagerError<E> {
     RecycleRefused(Cow<'static, str>),
 }
 
-impl<E: fmt::Display> fmt::Display for DeadpoolManagerError<E> {
+impl<E> fmt::Display for DeadpoolManagerError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DeadpoolManagerError::Create(e) => {
-                write!(f, "deadpool manager could not create a connection: {e}")
+            DeadpoolManagerError::Create(_) => {
+                f.write_str("deadpool manager could not create a connection")
             }
-            DeadpoolManagerError::Recycle(e) => {
-                write!(f, "deadpool manager's recycle check failed: {e}")
+            DeadpoolManagerError::Recycle(_) => {
+                f.write_str("deadpool manager's recycle check failed")
             }
             DeadpoolManagerError::RecycleRefused(why) => {
                 write!(
@@ -180,7 +180,11 @@ impl<E: fmt::Display> fmt::Display for DeadpoolManagerError<E> {
 impl<E: std::error::Error + 'static> std::error::Error for DeadpoolManagerError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            DeadpoolManagerError::Create(e) | DeadpoolManagerError::Recycle(e) => Some(e),
+            // The backend's error may repeat its own cause in its text
+            // (a `RedisError` does): report from the first new level.
+            DeadpoolManagerError::Create(e) | DeadpoolManagerError::Recycle(e) => {
+                Some(crate::chain::cause_once(e))
+            }
             DeadpoolManagerError::RecycleRefused(_) => None,
         }
     }

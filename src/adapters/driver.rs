@@ -13,19 +13,30 @@ use tokio::task::JoinHandle;
 use crate::Condition;
 use crate::tcp::{self, ConnectError, TcpOptions};
 
-/// Opens the member's socket with livepool's options (keepalive,
-/// `TCP_USER_TIMEOUT`) and notes its local address, by which tests and
-/// operators find the connection in the server's own lists.
+/// Opens the member's socket to `host` (resolved now, every address tried
+/// in turn) with livepool's options (keepalive, `TCP_USER_TIMEOUT`) and
+/// notes its local address, by which tests and operators find the
+/// connection in the server's own lists, and the server's address it
+/// reached.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) async fn open_socket(
-    addr: SocketAddr,
+    host: &str,
+    port: u16,
     opts: &TcpOptions,
-) -> Result<(TcpStream, SocketAddr), ConnectError> {
-    let stream = tcp::connect(addr, opts).await?;
-    let local_addr = stream
-        .local_addr()
-        .map_err(|source| ConnectError::Io { addr, source })?;
-    Ok((stream, local_addr))
+) -> Result<(TcpStream, SocketAddr, SocketAddr), ConnectError> {
+    let stream = tcp::connect_host(host, port, opts).await?;
+    let ends = stream
+        .peer_addr()
+        .and_then(|peer| Ok((stream.local_addr()?, peer)));
+    match ends {
+        Ok((local_addr, peer)) => Ok((stream, local_addr, peer)),
+        Err(source) => Err(ConnectError::Io {
+            addr: stream
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port)),
+            source,
+        }),
+    }
 }
 
 /// How long a client's driver may go on after its member is dropped, to

@@ -3,6 +3,7 @@
 //! | feature    | manager                                   | heartbeat                 |
 //! |------------|-------------------------------------------|---------------------------|
 //! | `redis`    | `redis::RedisManager`                   | `PING` answered `PONG`    |
+//! | `redis-tls` | `redis::RedisManager` with `rediss://` / `redis::RedisTls` (rustls, ring) | the same, over TLS |
 //! | `postgres` | `postgres::PgManager`                   | an empty simple query     |
 //! | `deadpool` | `deadpool::DeadpoolManager`             | the wrapped manager's `recycle` |
 //!
@@ -27,7 +28,11 @@
 //! | `LIVEPOOL_PG_ADDR`    | `127.0.0.1:5432` | user `postgres`, database `test`, trust authentication (no password), no TLS |
 //!
 //! Each is an `IP:port` pair; a host name is refused with an `EnvAddrError`
-//! rather than resolved, so nothing blocks on DNS.
+//! rather than resolved, so nothing blocks on DNS. For host names, build the
+//! manager from the client's own configuration instead:
+//! `RedisManager::from_url("redis://localhost:6379/0")`,
+//! `PgManager::from_conn_str("host=localhost user=postgres")`; those names are
+//! resolved at every connect.
 
 #[cfg(feature = "deadpool")]
 pub mod deadpool;

@@ -31,6 +31,8 @@ impl<M: Manager> Shared<M> {
         &self,
         deadline: Option<Instant>,
     ) -> Result<Member<M::Connection>, Refused<M::Error>> {
+        #[cfg(feature = "metrics")]
+        let started = Instant::now();
         let hold = Hold::new(self, Held::Connecting, None);
         let conn = match self.connect(deadline).await {
             Ok(conn) => conn,
@@ -47,6 +49,8 @@ impl<M: Manager> Shared<M> {
             self.new_member(id, st.epoch, conn)
         };
         let Some(hook) = &self.hooks.after_connect else {
+            #[cfg(feature = "metrics")]
+            self.metrics.created(started.elapsed());
             return Ok(member);
         };
         let hold = Hold::new(
@@ -66,7 +70,11 @@ impl<M: Manager> Shared<M> {
             .await;
         hold.disarm();
         match result {
-            Ok(()) => Ok(member),
+            Ok(()) => {
+                #[cfg(feature = "metrics")]
+                self.metrics.created(started.elapsed());
+                Ok(member)
+            }
             Err(failure) => {
                 self.evict(member, EvictReason::HookFailed, Held::Probing);
                 Err(Refused::Hook(failure))

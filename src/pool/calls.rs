@@ -123,8 +123,12 @@ impl<M: Manager> Shared<M> {
                 let mut st = self.lock();
                 st.counters.probes_ok += 1;
                 st.counters.probe_rtt.record(rtt);
+                #[cfg(feature = "metrics")]
+                self.metrics.heartbeat(Some(rtt));
             }
             Err(failure) => {
+                #[cfg(feature = "metrics")]
+                self.metrics.heartbeat(None);
                 member.failures = member.failures.saturating_add(1);
                 let reason = failure.probe_reason().as_str();
                 let (pool, id, failures) = (&self.config.name, member.id, member.failures);

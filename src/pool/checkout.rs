@@ -226,8 +226,12 @@ impl<M: Manager> Shared<M> {
                 }
             },
             Ok(Next::Wait(rx)) if queue == Queue::Wait => match attempt.deadline {
-                Some(deadline) => Fast::Queued(Queued { rx, deadline }),
-                None => Fast::Slow(Some(Next::Wait(rx)), attempt),
+                // Inline, with the sentinel for a timer, only where the
+                // sentinel is driven while this caller waits.
+                Some(deadline) if self.sentinel_runtime.drives_caller() => {
+                    Fast::Queued(Queued { rx, deadline })
+                }
+                _ => Fast::Slow(Some(Next::Wait(rx)), attempt),
             },
             Ok(next) => Fast::Slow(Some(next), attempt),
         }
@@ -603,6 +607,8 @@ impl<M: Manager> Shared<M> {
     /// carrying the last failure it absorbed.
     fn timed_out(&self, phase: Phase, cause: Option<Cause<M::Error>>) -> Error<M::Error> {
         self.lock().counters.wait_timeouts += 1;
+        #[cfg(feature = "metrics")]
+        self.metrics.timed_out();
         Error::Timeout {
             phase,
             waited: self.config.wait_timeout,

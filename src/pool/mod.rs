@@ -12,7 +12,7 @@
 //! through `after_release`), `sentinel` (the background task), `drain` and
 //! `ready` (stopping and starting a service), `status` (snapshot and
 //! counters), `clock` (the coarse clock), `time` (arithmetic that cannot
-//! overflow).
+//! overflow), `timing` (the wait and use times of the `metrics` feature).
 //!
 //! Run time changes: [`Pool::resize`] (grow at once, shrink without taking
 //! a member from a caller), [`Pool::drain`] (stop lending, wait for borrowed
@@ -25,6 +25,7 @@ mod checkout;
 mod clock;
 mod config;
 mod drain;
+mod driven;
 mod error;
 mod hooks;
 mod idle;
@@ -37,6 +38,7 @@ mod shared;
 mod slot;
 mod status;
 mod time;
+mod timing;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,6 +58,7 @@ pub use status::{Counters, EvictReason, Evictions, ProbeRtt, Status};
 
 use checkout::{Fast, Queue, Waited};
 use shared::Shared;
+use timing::WaitStart;
 
 use crate::Manager;
 
@@ -231,7 +234,9 @@ impl<M: Manager> Pool<M> {
     /// plain wait behind other callers inline too, as it needs little state;
     /// anything more (connect, probe, retry) boxed out of line. Each step is
     /// decided in its own block so that nothing of it lives in this future's
-    /// state across the await.
+    /// state across the await. (With the `metrics` feature, a checkout
+    /// that waits reads the clock when it starts waiting and when it ends:
+    /// see `timing.rs`.)
     async fn checkout<'a, 'p: 'a>(
         &'a self,
         lender: impl checkout::Lender<'p, M> + 'a,
@@ -240,25 +245,26 @@ impl<M: Manager> Pool<M> {
         let shared = self.shared();
         let step = {
             match shared.checkout_fast(lender, queue) {
-                Fast::Done(pooled) => return Ok(pooled),
+                Fast::Done(pooled) => return Ok(shared.lent(pooled, WaitStart::AT_ONCE)),
                 Fast::Fail(e) => return Err(e),
                 Fast::Queued(queued) => Ok(queued),
                 Fast::Slow(next, attempt) => Err(self.slow(lender, queue, next, attempt)),
             }
         };
+        let started = WaitStart::now();
         let slow = match step {
             Err(slow) => slow,
             Ok(queued) => {
                 let deadline = queued.deadline;
                 let received = shared.wait(queued.rx).await;
                 match shared.after_inline_wait(lender, received, deadline) {
-                    Waited::Done(pooled) => return Ok(pooled),
+                    Waited::Done(pooled) => return Ok(shared.lent(pooled, started)),
                     Waited::Fail(e) => return Err(e),
                     Waited::Slow(next, attempt) => self.slow(lender, queue, next, attempt),
                 }
             }
         };
-        slow.await
+        slow.await.map(|pooled| shared.lent(pooled, started))
     }
 
     /// Probing, connecting and retrying (and any queueing they lead to),

@@ -46,6 +46,11 @@ pub struct Pooled<'a, M: Manager> {
     shared: Home<'a, M>,
     member: Option<Member<M::Connection>>,
     broken: bool,
+    /// When the checkout handed it out, for the use time (`metrics`
+    /// feature); set by `Shared::lent` with the clock read that ends
+    /// the wait time.
+    #[cfg(feature = "metrics")]
+    pub(super) lent_at: Option<tokio::time::Instant>,
 }
 
 /// Where a guard returns its member: a borrow of the pool (`get`), which costs
@@ -80,6 +85,8 @@ impl<'a, M: Manager> Pooled<'a, M> {
             shared,
             member: Some(member),
             broken: false,
+            #[cfg(feature = "metrics")]
+            lent_at: None,
         }
     }
 
@@ -95,7 +102,8 @@ impl<'a, M: Manager> Pooled<'a, M> {
         let member = this.take_member();
         super::shared::log_eviction(&this.shared.config.name, member.id, EvictReason::Detached);
         let mut st = this.shared.lock();
-        st.evict(Held::Caller, EvictReason::Detached, false);
+        this.shared
+            .evicted(&mut st, Held::Caller, EvictReason::Detached, false);
         drop(st);
         member.conn
     }
@@ -155,6 +163,10 @@ impl<M: Manager> Drop for Pooled<'_, M> {
             return;
         };
         let shared = &*self.shared;
+        #[cfg(feature = "metrics")]
+        if let Some(lent_at) = self.lent_at {
+            shared.metrics.used(lent_at.elapsed());
+        }
         let verdict = if self.broken {
             Some(EvictReason::BrokenOnReturn)
         } else if std::thread::panicking() {

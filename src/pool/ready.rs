@@ -26,6 +26,11 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 
 impl<M: Manager> Shared<M> {
     pub(crate) async fn ready(&self, timeout: Duration) -> Result<(), Error<M::Error>> {
+        // A pool built outside a runtime may meet one here first: its
+        // members' create times count too.
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .register(&self.config.name, self.config.min_idle);
         let wanted = self.config.min_idle.max(1);
         let deadline = later(Instant::now(), timeout);
         let mut cause: Option<Cause<M::Error>> = None;

@@ -299,6 +299,8 @@ impl<M: Manager> Shared<M> {
                 work.scratch = kept;
             }
             self.reserve_refills(&mut st, work);
+            #[cfg(feature = "metrics")]
+            self.publish_gauges(&st);
             st.assert_invariants();
         }
         for (member, reason) in removed {

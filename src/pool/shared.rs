@@ -31,7 +31,14 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) wake_sentinel: Notify,
     pub(crate) hooks: Hooks<M::Connection>,
     pub(crate) hook_timeout: Duration,
+    /// The `metrics` feature's handles, registered when the sentinel first
+    /// starts (see `crate::metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::PoolMetrics,
     state: Mutex<State<M::Connection>>,
+    /// Where the sentinel runs: whether a queued caller may leave its
+    /// deadline to it (see `driven.rs`).
+    pub(crate) sentinel_runtime: super::driven::SentinelRuntime,
     /// This pool, for work that must own a handle on it (the sentinel, close
     /// work). Never upgraded on a hot path.
     me: Weak<Shared<M>>,
@@ -55,6 +62,9 @@ impl<M: Manager> Shared<M> {
             config,
             clock: CoarseClock::new(),
             wake_sentinel: Notify::new(),
+            #[cfg(feature = "metrics")]
+            metrics: Default::default(),
+            sentinel_runtime: super::driven::SentinelRuntime::new(),
             me: me.clone(),
         })
     }
@@ -110,11 +120,19 @@ impl<M: Manager> Shared<M> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(Error::NoBackgroundTask);
         };
+        // Here rather than at build: a pool built outside a runtime (in a
+        // `LazyLock`, before `main` installs the exporter) registers with
+        // the recorder of its first use.
+        #[cfg(feature = "metrics")]
+        self.metrics
+            .register(&self.config.name, self.config.min_idle);
         let restarted = st.sentinel == Sentinel::Gone;
         st.sentinel = Sentinel::Running;
         if restarted {
             st.epoch = st.epoch.wrapping_add(1);
             st.counters.sentinel_restarts += 1;
+            #[cfg(feature = "metrics")]
+            self.metrics.sentinel_restarted();
             tracing::warn!(
                 pool = %self.config.name,
                 restarts = st.counters.sentinel_restarts,
@@ -125,6 +143,7 @@ impl<M: Manager> Shared<M> {
         // Spawning never polls the task inline, so doing it under the lock
         // cannot deadlock.
         let exit = super::sentinel::Exit(self.me.clone());
+        self.sentinel_runtime.set(&runtime);
         runtime.spawn(super::sentinel::run(self.me.clone(), exit));
         Ok(())
     }
@@ -183,7 +202,7 @@ impl<M: Manager> Shared<M> {
         });
         let below_min = {
             let mut st = self.lock();
-            st.evict(from, reason, spawn.is_some());
+            self.evicted(&mut st, from, reason, spawn.is_some());
             self.below_min_idle(&st)
         };
         if let Some((runtime, shared, work)) = spawn {
@@ -204,12 +223,48 @@ impl<M: Manager> Shared<M> {
         }
     }
 
+    /// A member leaves the ledger (the caller holds the lock, and has
+    /// logged it with `log_eviction` before taking it): the one place every
+    /// eviction passes, whichever path it took, so the metrics count each.
+    pub(crate) fn evicted(
+        &self,
+        st: &mut State<M::Connection>,
+        from: Held,
+        reason: EvictReason,
+        closing: bool,
+    ) {
+        st.evict(from, reason, closing);
+        #[cfg(feature = "metrics")]
+        {
+            self.metrics.evicted(reason);
+            self.gauges_if_closed(st);
+        }
+    }
+
+    /// Publishes the gauges from the ledger: each sentinel tick, and after
+    /// the pool closed (its sentinel has stopped) at each change, so they
+    /// follow the members still coming back. See `crate::metrics` for why
+    /// not at every change.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_gauges(&self, st: &State<M::Connection>) {
+        self.metrics.publish(&status_of(st));
+    }
+
+    #[cfg(feature = "metrics")]
+    fn gauges_if_closed(&self, st: &State<M::Connection>) {
+        if st.closed {
+            self.publish_gauges(st);
+        }
+    }
+
     /// Frees a place held by `from` that has no member: a connect that
     /// failed or was cancelled.
     pub(crate) fn vacate(&self, from: Held) {
         let below_min = {
             let mut st = self.lock();
             st.vacate(from);
+            #[cfg(feature = "metrics")]
+            self.gauges_if_closed(&st);
             self.below_min_idle(&st)
         };
         if below_min {
@@ -260,21 +315,7 @@ impl<M: Manager> Shared<M> {
     }
 
     pub(crate) fn status(&self) -> Status {
-        let st = self.lock();
-        let l = st.ledger;
-        Status {
-            max_size: st.max_size,
-            size: l.size,
-            idle: st.idle.len(),
-            in_use: l.in_use,
-            probing: l.probing,
-            connecting: l.connecting,
-            closing: l.closing,
-            returning: l.returning,
-            waiters: st.waiting(),
-            closed: st.closed,
-            counters: st.counters,
-        }
+        status_of(&self.lock())
     }
 
     /// A handle of its own on this pool, for work spawned on its behalf.
@@ -315,7 +356,10 @@ impl<M: Manager> Shared<M> {
             for _ in 0..idle.len() {
                 st.claim_for_probe();
             }
-            (idle, std::mem::take(&mut st.waiters))
+            let waiters = std::mem::take(&mut st.waiters);
+            #[cfg(feature = "metrics")]
+            self.publish_gauges(&st);
+            (idle, waiters)
         };
         // Dropping the senders wakes every waiter with a closed channel.
         drop(waiters);
@@ -324,6 +368,24 @@ impl<M: Manager> Shared<M> {
         }
         self.wake_sentinel.notify_one();
         tracing::info!(pool = %self.config.name, "pool closed");
+    }
+}
+
+/// The snapshot `Pool::status` returns, of a ledger already locked.
+pub(crate) fn status_of<C>(st: &State<C>) -> Status {
+    let l = st.ledger;
+    Status {
+        max_size: st.max_size,
+        size: l.size,
+        idle: st.idle.len(),
+        in_use: l.in_use,
+        probing: l.probing,
+        connecting: l.connecting,
+        closing: l.closing,
+        returning: l.returning,
+        waiters: st.waiting(),
+        closed: st.closed,
+        counters: st.counters,
     }
 }
 
@@ -389,7 +451,7 @@ impl<M: Manager> Drop for Hold<'_, M> {
             Some((reason, member)) => {
                 log_eviction(&self.shared.config.name, member, reason);
                 let mut st = self.shared.lock();
-                st.evict(self.held, reason, false);
+                self.shared.evicted(&mut st, self.held, reason, false);
             }
             None => self.shared.vacate(self.held),
         }

@@ -116,7 +116,7 @@ impl EvictReason {
         )
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }

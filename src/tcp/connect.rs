@@ -87,6 +87,16 @@ pub async fn connect_host(
             )));
         }
     };
+    connect_each(host, addrs, opts).await
+}
+
+/// Tries each of the addresses `host` resolved to, in order, until one
+/// connects; keeps each failure.
+async fn connect_each(
+    host: &str,
+    addrs: Vec<SocketAddr>,
+    opts: &TcpOptions,
+) -> Result<TcpStream, ConnectError> {
     let mut failures = Vec::new();
     for addr in addrs {
         match connect(addr, opts).await {
@@ -97,10 +107,13 @@ pub async fn connect_host(
         }
     }
     match failures.len() {
-        0 => Err(resolve_error(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "the name resolved to no address",
-        ))),
+        0 => Err(ConnectError::Resolve {
+            host: host.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the name resolved to no address",
+            ),
+        }),
         1 => Err(failures.remove(0)),
         _ => Err(ConnectError::EveryAddress {
             host: host.to_owned(),
@@ -254,5 +267,51 @@ impl From<ConnectError> for std::io::Error {
             }
         };
         std::io::Error::new(kind, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port nothing listens on.
+    fn closed_port() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_resolved_address_is_tried_in_turn() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (dead, live_addr) = (closed_port(), live.local_addr().unwrap());
+        let opts = TcpOptions::default();
+        let stream = connect_each("db.example", vec![dead, live_addr], &opts)
+            .await
+            .expect("the second address accepts");
+        assert_eq!(stream.peer_addr().unwrap(), live_addr);
+
+        let (dead2, dead3) = (closed_port(), closed_port());
+        match connect_each("db.example", vec![dead2, dead3], &opts).await {
+            Err(ConnectError::EveryAddress { host, failures }) => {
+                assert_eq!(host, "db.example");
+                let tried: Vec<_> = failures.iter().map(ConnectError::addr).collect();
+                assert_eq!(tried, [Some(dead2), Some(dead3)]);
+            }
+            other => panic!("expected EveryAddress, got {other:?}"),
+        }
+        assert!(matches!(
+            connect_each("db.example", Vec::new(), &opts).await,
+            Err(ConnectError::Resolve { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_host_name_is_resolved_and_connected() {
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = live.local_addr().unwrap().port();
+        let stream = connect_host("localhost", port, &TcpOptions::default())
+            .await
+            .expect("localhost resolves to the loopback");
+        assert!(stream.peer_addr().unwrap().ip().is_loopback());
     }
 }

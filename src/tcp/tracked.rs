@@ -11,7 +11,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use pin_project::pin_project;
+use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -19,40 +19,41 @@ use tokio::time::Instant;
 use super::socket_state::{SocketState, socket_state};
 use crate::Condition;
 
-/// Any `AsyncRead + AsyncWrite` stream, plus a record of its I/O: when it last
-/// read and wrote, whether it saw EOF, and the first error it saw.
-///
-/// Instants are [`tokio::time::Instant`], so tests under
-/// `tokio::time::pause()` see virtual time. `Tracked<S>` is `Unpin` whenever
-/// `S` is.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> std::io::Result<()> {
-/// use livepool::tcp::Tracked;
-/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
-///
-/// let (client, mut server) = tokio::io::duplex(64);
-/// let mut client = Tracked::new(client);
-/// client.write_all(b"ping").await?;
-/// assert!(client.last_write().is_some() && client.last_read().is_none());
-///
-/// drop(server);
-/// let mut buf = [0u8; 8];
-/// assert_eq!(client.read(&mut buf).await?, 0);
-/// assert!(client.saw_eof());
-/// # Ok(())
-/// # }
-/// ```
-#[pin_project]
-#[derive(Debug)]
-pub struct Tracked<S> {
-    #[pin]
-    inner: S,
-    last_read: Option<Instant>,
-    last_write: Option<Instant>,
-    saw_eof: bool,
-    saw_error: Option<io::ErrorKind>,
+pin_project! {
+    /// Any `AsyncRead + AsyncWrite` stream, plus a record of its I/O: when it last
+    /// read and wrote, whether it saw EOF, and the first error it saw.
+    ///
+    /// Instants are [`tokio::time::Instant`], so tests under
+    /// `tokio::time::pause()` see virtual time. `Tracked<S>` is `Unpin` whenever
+    /// `S` is.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use livepool::tcp::Tracked;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// let (client, mut server) = tokio::io::duplex(64);
+    /// let mut client = Tracked::new(client);
+    /// client.write_all(b"ping").await?;
+    /// assert!(client.last_write().is_some() && client.last_read().is_none());
+    ///
+    /// drop(server);
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(client.read(&mut buf).await?, 0);
+    /// assert!(client.saw_eof());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[derive(Debug)]
+    pub struct Tracked<S> {
+        #[pin]
+        inner: S,
+        last_read: Option<Instant>,
+        last_write: Option<Instant>,
+        saw_eof: bool,
+        saw_error: Option<io::ErrorKind>,
+    }
 }
 
 impl<S> Tracked<S> {

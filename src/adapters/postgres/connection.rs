@@ -184,9 +184,9 @@ impl fmt::Display for CancelError {
 impl std::error::Error for CancelError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            CancelError::Tls(e) => Some(&**e),
+            CancelError::Tls(e) => Some(crate::chain::cause_once(&**e)),
             CancelError::Connect(e) => Some(e),
-            CancelError::Request(e) => Some(e),
+            CancelError::Request(e) => Some(crate::chain::cause_once(e)),
         }
     }
 }

@@ -178,10 +178,12 @@ impl StdError for PgManagerError {
         match self {
             PgManagerError::Connect(e) => Some(e),
             PgManagerError::Socket { source, .. } => Some(source),
-            PgManagerError::Tls { source, .. } => Some(&**source),
+            PgManagerError::Tls { source, .. } => Some(crate::chain::cause_once(&**source)),
+            // `tokio_postgres::Error` writes its cause into its own text
+            // ("db error: FATAL: ...") and returns it as its source too.
             PgManagerError::Handshake { source, .. }
             | PgManagerError::RoleQuery(source)
-            | PgManagerError::Heartbeat(source) => Some(source),
+            | PgManagerError::Heartbeat(source) => Some(crate::chain::cause_once(source)),
             PgManagerError::EveryHost { .. }
             | PgManagerError::UnexpectedRoleAnswer
             | PgManagerError::RoleChanged { .. } => None,
