@@ -226,6 +226,18 @@ pub trait Manager: Send + Sync + 'static {
         None
     }
 
+    /// Whether a caller's healthy return counts as proof of life, as a
+    /// heartbeat would (the default): it restarts the member's heartbeat
+    /// clock, so a member in constant use is never probed. A manager whose
+    /// heartbeat learns what use cannot (the server's [`role`](Manager::role))
+    /// returns `false`: then every member is probed at least once per
+    /// heartbeat interval, by the sentinel while idle or at checkout once
+    /// past `validate_after`, however busy it is, so a demoted server's
+    /// members are found out in bounded time even under constant load.
+    fn use_proves_alive(&self) -> bool {
+        true
+    }
+
     /// Closes a connection the pool is done with. The default drops it.
     /// Override it when closing needs I/O (see [`Closing`]).
     fn close(&self, conn: Self::Connection) -> Closing {

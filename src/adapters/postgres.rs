@@ -454,6 +454,12 @@ where
         conn.role
     }
 
+    /// Only the heartbeat reads the role: when it is tracked, a busy
+    /// session must still be probed every interval.
+    fn use_proves_alive(&self) -> bool {
+        !self.track_roles
+    }
+
     /// Ends the session before the member's place is given back: a query
     /// still running (a reply owed) is cancelled with PostgreSQL's cancel
     /// request, bounded by [`cancel_timeout`](PgManager::cancel_timeout);

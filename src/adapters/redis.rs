@@ -14,7 +14,11 @@
 //! hold for TLS members too), and handed to
 //! [`MultiplexedConnection::new_with_config`], which takes any stream; the
 //! multiplexer's driver runs in a task of its own that ends with the member.
-//! The heartbeat is `PING`, and only `PONG` counts as an answer.
+//! The heartbeat is `PING`, and only `PONG` counts as an answer. With
+//! [`track_roles`](RedisManager::track_roles) it also asks `ROLE` (one
+//! more round trip), so a member on a server demoted to replica is evicted
+//! at its next heartbeat, and one that saw a `READONLY` reply is not handed
+//! out again.
 //!
 //! Borrowed members are [`RedisConnection`]s, which implement the `redis`
 //! crate's [`ConnectionLike`], and so does the pool's guard around one
@@ -68,7 +72,7 @@ use self::server::Server;
 use super::driver::{Driver, Usage, open_socket};
 use super::env::{EnvAddrError, addr_from_env};
 use crate::tcp::{ConnectError, TcpOptions};
-use crate::{Condition, Manager, Pooled};
+use crate::{Condition, Manager, Pooled, Role};
 
 /// The environment variable [`RedisManager::from_env`] reads.
 pub const ADDR_VAR: &str = "LIVEPOOL_REDIS_ADDR";
@@ -103,6 +107,7 @@ pub struct RedisManager {
     info: RedisConnectionInfo,
     config: AsyncConnectionConfig,
     client_name: Option<String>,
+    track_roles: bool,
     /// Given with [`tls`](RedisManager::tls); a `rediss://` server without
     /// it uses the system's roots.
     #[cfg(feature = "redis-tls")]
@@ -119,6 +124,7 @@ impl fmt::Debug for RedisManager {
             .field("tcp", &self.tcp)
             .field("db", &self.info.db())
             .field("client_name", &self.client_name)
+            .field("track_roles", &self.track_roles)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +144,7 @@ impl RedisManager {
             info,
             config: AsyncConnectionConfig::new(),
             client_name: None,
+            track_roles: false,
             #[cfg(feature = "redis-tls")]
             tls: None,
         }
@@ -212,6 +219,25 @@ impl RedisManager {
     /// server shows which pool each connection belongs to.
     pub fn client_name(mut self, name: impl Into<String>) -> Self {
         self.client_name = Some(name.into());
+        self
+    }
+
+    /// Reads the server's role with `ROLE` (after the `PING`) at connect and
+    /// with every heartbeat (`master` is [`Role::Primary`], `slave` [`Role::Replica`]),
+    /// reports it through [`Manager::role`], and fails the heartbeat with
+    /// [`RedisManagerError::RoleChanged`] once it differs from the role at
+    /// connect, so the member is evicted and replaced. A member whose
+    /// command was answered `READONLY` (the server was demoted under it)
+    /// is [`Draining`](Condition::Draining): closed when returned, never
+    /// handed out again. Off by default.
+    ///
+    /// ```
+    /// use livepool::adapters::redis::RedisManager;
+    /// let manager = RedisManager::new("127.0.0.1:6379".parse().unwrap()).track_roles(true);
+    /// # let _ = manager;
+    /// ```
+    pub fn track_roles(mut self, on: bool) -> Self {
+        self.track_roles = on;
         self
     }
 
@@ -290,6 +316,31 @@ impl RedisManager {
             .map_err(tls_error)
     }
 
+    /// `PING` and, when roles are tracked, `ROLE`; returns the role read.
+    /// Two commands, not a pipeline: a pipeline wraps a server error
+    /// (`NOAUTH`, `LOADING`) so its code no longer shows, and
+    /// [`is_permanent`](Manager::is_permanent) reads that code.
+    async fn probe(&self, conn: &mut RedisConnection) -> Result<Option<Role>, RedisManagerError> {
+        let pong = ::redis::cmd("PING")
+            .query_async::<Value>(conn)
+            .await
+            .map_err(RedisManagerError::Heartbeat)?;
+        match pong {
+            Value::SimpleString(s) if s == "PONG" => {}
+            other => return Err(RedisManagerError::UnexpectedPingReply(format!("{other:?}"))),
+        }
+        if !self.track_roles {
+            return Ok(None);
+        }
+        let reply = ::redis::cmd("ROLE")
+            .query_async::<Value>(conn)
+            .await
+            .map_err(RedisManagerError::Heartbeat)?;
+        role_from(Some(&reply))
+            .map(Some)
+            .ok_or_else(|| RedisManagerError::UnexpectedRoleReply(format!("{reply:?}")))
+    }
+
     /// The `redis` crate's handshake over `stream` (plain or TLS), the
     /// client name, and the proving PING.
     async fn start_redis<S>(
@@ -314,6 +365,9 @@ impl RedisManager {
             driver: Driver::spawn(driver),
             usage: Usage::default(),
             local_addr,
+            role: None,
+            role_at_connect: None,
+            readonly_seen: false,
         };
         if let Some(name) = &self.client_name {
             ::redis::cmd("CLIENT")
@@ -327,8 +381,27 @@ impl RedisManager {
         // at once even while the server is paused (`CLIENT PAUSE`) or still
         // loading. One PING answered PONG proves the application serves
         // commands, so a member is never admitted that fails its first use.
-        self.heartbeat(&mut conn).await?;
+        let role = self.probe(&mut conn).await?;
+        conn.role = role;
+        conn.role_at_connect = role;
         Ok(conn)
+    }
+}
+
+/// The role a `ROLE` reply names (its first element).
+fn role_from(reply: Option<&Value>) -> Option<Role> {
+    let Some(Value::Array(items)) = reply else {
+        return None;
+    };
+    let name = match items.first()? {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?,
+        Value::SimpleString(s) => s.as_str(),
+        _ => return None,
+    };
+    match name {
+        "master" => Some(Role::Primary),
+        "slave" | "replica" => Some(Role::Replica),
+        _ => None,
     }
 }
 
@@ -366,18 +439,37 @@ impl Manager for RedisManager {
     }
 
     async fn heartbeat(&self, conn: &mut RedisConnection) -> Result<(), RedisManagerError> {
-        let reply = ::redis::cmd("PING")
-            .query_async::<Value>(conn)
-            .await
-            .map_err(RedisManagerError::Heartbeat)?;
-        match reply {
-            Value::SimpleString(s) if s == "PONG" => Ok(()),
-            other => Err(RedisManagerError::UnexpectedPingReply(format!("{other:?}"))),
+        let role = self.probe(conn).await?;
+        if !self.track_roles {
+            return Ok(());
+        }
+        conn.role = role;
+        match (conn.role_at_connect, role) {
+            (Some(was), Some(now)) if was != now => {
+                Err(RedisManagerError::RoleChanged { was, now })
+            }
+            _ => Ok(()),
         }
     }
 
     fn condition(&self, conn: &mut RedisConnection) -> Condition {
-        conn.condition()
+        let condition = conn.condition();
+        let demoted = conn.readonly_seen || conn.role != conn.role_at_connect;
+        if condition == Condition::Ready && self.track_roles && demoted {
+            Condition::Draining
+        } else {
+            condition
+        }
+    }
+
+    fn role(&self, conn: &RedisConnection) -> Option<Role> {
+        conn.role
+    }
+
+    /// Only the heartbeat reads the role: when it is tracked, a busy member
+    /// must still be probed every interval.
+    fn use_proves_alive(&self) -> bool {
+        !self.track_roles
     }
 }
 
@@ -391,6 +483,11 @@ pub struct RedisConnection {
     driver: Driver,
     usage: Usage,
     local_addr: SocketAddr,
+    /// The server's role at the latest probe, when roles are tracked.
+    role: Option<Role>,
+    role_at_connect: Option<Role>,
+    /// A command was answered `READONLY`: the server is a replica now.
+    readonly_seen: bool,
 }
 
 impl RedisConnection {
@@ -431,8 +528,19 @@ fn is_fatal(e: &::redis::RedisError) -> bool {
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let RedisConnection { conn, usage, .. } = self;
-        Box::pin(usage.track(conn.send_packed_command(cmd), is_fatal))
+        let RedisConnection {
+            conn,
+            usage,
+            readonly_seen,
+            ..
+        } = self;
+        Box::pin(async move {
+            let result = usage.track(conn.send_packed_command(cmd), is_fatal).await;
+            if result.as_ref().is_err_and(|e| e.code() == Some("READONLY")) {
+                *readonly_seen = true;
+            }
+            result
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -510,6 +618,17 @@ pub enum RedisManagerError {
     /// `PING` was answered with something other than `PONG`: the stream is
     /// out of step, or this is not the server it should be.
     UnexpectedPingReply(String),
+    /// `ROLE` was answered with something that names no known role.
+    UnexpectedRoleReply(String),
+    /// The server's role changed since the connection was made (a
+    /// failover): the member is replaced (see
+    /// [`RedisManager::track_roles`]).
+    RoleChanged {
+        /// The role at connect.
+        was: Role,
+        /// The role now.
+        now: Role,
+    },
     /// The TLS handshake failed (feature `redis-tls`): the certificate was
     /// refused (permanent), no root certificates could be found
     /// (permanent), or the handshake was cut or timed out.
@@ -533,6 +652,15 @@ impl fmt::Display for RedisManagerError {
             RedisManagerError::UnexpectedPingReply(reply) => {
                 write!(f, "Redis answered PING with {reply} instead of PONG")
             }
+            RedisManagerError::UnexpectedRoleReply(reply) => {
+                write!(
+                    f,
+                    "Redis answered ROLE with {reply}, which names no known role"
+                )
+            }
+            RedisManagerError::RoleChanged { was, now } => {
+                write!(f, "the Redis server's role changed from {was} to {now}")
+            }
             #[cfg(feature = "redis-tls")]
             RedisManagerError::Tls { addr, .. } => {
                 write!(f, "TLS with Redis at {addr} failed")
@@ -550,9 +678,26 @@ impl std::error::Error for RedisManagerError {
             // says something new.
             RedisManagerError::Handshake { source, .. } => Some(crate::chain::cause_once(source)),
             RedisManagerError::Heartbeat(e) => Some(crate::chain::cause_once(e)),
-            RedisManagerError::UnexpectedPingReply(_) => None,
+            RedisManagerError::UnexpectedPingReply(_)
+            | RedisManagerError::UnexpectedRoleReply(_)
+            | RedisManagerError::RoleChanged { .. } => None,
             #[cfg(feature = "redis-tls")]
             RedisManagerError::Tls { source, .. } => Some(source),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_replies_name_primary_or_replica_and_anything_else_none() {
+        let reply = |name: &str| Value::Array(vec![Value::BulkString(name.as_bytes().to_vec())]);
+        assert_eq!(role_from(Some(&reply("master"))), Some(Role::Primary));
+        assert_eq!(role_from(Some(&reply("slave"))), Some(Role::Replica));
+        assert_eq!(role_from(Some(&reply("sentinel"))), None);
+        assert_eq!(role_from(Some(&Value::Nil)), None);
+        assert_eq!(role_from(None), None);
     }
 }

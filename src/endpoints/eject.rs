@@ -176,6 +176,11 @@ impl<E> Health<E> {
         was_down
     }
 
+    /// The server that went away was replaced: stop avoiding it.
+    pub(crate) fn back_from_going_away(&mut self) {
+        self.going_away_until = None;
+    }
+
     /// The server is going away: avoid it for `avoid`.
     pub(crate) fn going_away(&mut self, avoid: Duration, now: Instant) {
         self.going_away_until = Some(now.checked_add(avoid).unwrap_or(now));

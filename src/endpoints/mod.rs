@@ -566,7 +566,18 @@ impl<K: Key, M: Manager> Inner<K, M> {
     ) -> Attempt<K, M> {
         let routed = Routed::new(endpoint);
         let endpoint = &routed.endpoint;
-        let result = tokio::time::timeout_at(deadline, endpoint.pool.get_owned()).await;
+        // A checkout waiting on an endpoint that goes down meanwhile (its
+        // connects failing, say) moves on at once rather than waiting out
+        // the endpoint pool's own wait_timeout.
+        let went_down = endpoint.went_down.notified();
+        let result = tokio::select! {
+            biased;
+            result = tokio::time::timeout_at(deadline, endpoint.pool.get_owned()) => result,
+            () = went_down => {
+                let failure = endpoint.health().last.clone().unwrap_or(Failure::Use);
+                return Attempt::Failed(endpoint.key.clone(), failure);
+            }
+        };
         match result {
             Err(_) => Attempt::OutOfTime,
             Ok(Err(crate::Error::Closed)) => Attempt::Skipped,
@@ -616,6 +627,7 @@ impl<K: Key, M: Manager> Inner<K, M> {
                 others_ejected < cap
             });
         if let Some(length) = down {
+            endpoint.went_down.notify_waiters();
             let ejected = endpoint.health().ejected;
             tracing::warn!(
                 pool = %self.settings.name,
@@ -660,6 +672,8 @@ pub(crate) struct Endpoint<K: Key, M: Manager> {
     role: Mutex<Option<Role>>,
     seen: Mutex<Seen>,
     removed: AtomicBool,
+    /// Wakes the checkouts waiting on this endpoint when it goes down.
+    went_down: Notify,
     set: Weak<Inner<K, M>>,
 }
 
@@ -673,6 +687,7 @@ impl<K: Key, M: Manager> Endpoint<K, M> {
             role: Mutex::new(None),
             seen: Mutex::new(Seen::default()),
             removed: AtomicBool::new(false),
+            went_down: Notify::new(),
             set,
         }
     }
@@ -755,6 +770,11 @@ impl<K: Key, M: Manager> Endpoint<K, M> {
             .saturating_sub(before.connect_failures);
         if now_seen.drained > before.drained {
             self.going_away(now);
+        } else if created > 0 && connect_failed == 0 {
+            // New members and none drained: the server that went away has
+            // been replaced (a server going away accepts no new
+            // connections), so it need not be avoided any longer.
+            self.health().back_from_going_away();
         }
         let count = |n: u64| n.min(u64::from(u32::MAX)) as u32;
         if failed > 0 && ok == 0 {

@@ -235,7 +235,9 @@ fn log_connect_failure<E: std::error::Error + 'static>(
         Failure::Permanent(e) => {
             tracing::error!(pool = %pool, error = e as &dyn std::error::Error, "connect failed permanently (retrying cannot help)")
         }
-        Failure::Error(e) => event!(error = e as &dyn std::error::Error, "connect failed"),
+        Failure::Error(e) => {
+            event!(error = e as &dyn std::error::Error, "connect failed")
+        }
         Failure::TimedOut(limit) => event!(timeout = ?limit, "connect timed out"),
         Failure::DeadlinePassed => event!("connect cut short by the checkout's wait timeout"),
         Failure::Panicked => tracing::error!(pool = %pool, "Manager::connect panicked"),

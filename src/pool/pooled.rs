@@ -235,7 +235,9 @@ impl<M: Manager> Drop for Pooled<'_, M> {
             Some(reason) => shared.evict(member, reason, Held::Caller),
             None => {
                 member.last_used_ms = now;
-                member.last_ok_ms = now;
+                if shared.use_proves_alive {
+                    member.last_ok_ms = now;
+                }
                 member.uses = member.uses.wrapping_add(1);
                 if shared.hooks.after_release.is_some() {
                     super::returning::after_release(shared, member);

@@ -24,6 +24,8 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) config: Config,
     pub(crate) clock: CoarseClock,
     pub(crate) validate_after_ms: u64,
+    /// [`Manager::use_proves_alive`], read once: consulted on every return.
+    pub(crate) use_proves_alive: bool,
     /// The sentinel's tick: how stale the coarse clock may be.
     pub(crate) tick_ms: u64,
     pub(crate) wake_sentinel: Notify,
@@ -55,6 +57,7 @@ impl<M: Manager> Shared<M> {
         hook_timeout: Duration,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Shared {
+            use_proves_alive: manager.use_proves_alive(),
             manager,
             validate_after_ms: millis(config.validate_after),
             tick_ms: millis(config.sentinel_tick()),

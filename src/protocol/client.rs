@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Decoder, Framed};
 
 use super::codec::FrameCodec;
 use super::error::{ClientError, ProtocolError};
@@ -312,7 +312,34 @@ impl RpcConnection {
         }
         let reply = reply?;
         self.in_flight = false;
+        self.take_buffered_events();
         Ok(reply)
+    }
+
+    /// Takes in the event frames already read behind a reply (a going-away
+    /// frame that shared a segment with the last reply), from the buffer
+    /// only, no system call: left there, they would make the returned
+    /// member look `Dirty` (bytes unread) instead of `Draining`, so a
+    /// graceful restart would be counted as a failure of its server.
+    fn take_buffered_events(&mut self) {
+        let mut codec = FrameCodec::new(self.framed.codec().max_body());
+        for _ in 0..MAX_EVENTS_PER_CHECK {
+            if self.framed.read_buffer().is_empty() {
+                return;
+            }
+            match codec.decode(self.framed.read_buffer_mut()) {
+                Ok(Some(frame)) if frame.is_event() => self.take_event(&frame),
+                Ok(Some(_)) => {
+                    self.stray = true;
+                    return;
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    self.broken = true;
+                    return;
+                }
+            }
+        }
     }
 
     async fn exchange(&mut self, request: Frame) -> Result<Frame, ClientError> {

@@ -157,4 +157,10 @@ impl Manager for RpcManager {
     fn role(&self, conn: &RpcConnection) -> Option<crate::Role> {
         if self.track_roles { conn.role() } else { None }
     }
+
+    /// The role travels only in heartbeat replies: when roles are tracked,
+    /// a busy member must still be probed every interval.
+    fn use_proves_alive(&self) -> bool {
+        !self.track_roles
+    }
 }
