@@ -77,6 +77,7 @@ pub mod adapters;
 #[cfg(feature = "serde")]
 pub mod config_file;
 pub mod endpoints;
+mod loom;
 pub mod manager;
 pub mod pool;
 pub mod protocol;

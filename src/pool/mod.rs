@@ -26,8 +26,13 @@ mod clock;
 mod config;
 mod drain;
 mod error;
+mod handoff;
 mod hooks;
 mod idle;
+// The handoff model's entry points, for tests/loom_handoff.rs.
+#[cfg(livepool_loom)]
+#[doc(hidden)]
+pub mod loom_model;
 mod member;
 mod pooled;
 mod ready;
