@@ -68,7 +68,8 @@ pub fn client(data: &[u8]) {
                     (FrameKind::Request, body, result)
                 }
             };
-            if before != Condition::Ready {
+            // A draining connection still serves its holder.
+            if !matches!(before, Condition::Ready | Condition::Draining) {
                 assert!(
                     matches!(result, Err(ClientError::Unusable { condition }) if condition == before),
                     "a {before:?} connection was used: {result:?}"
@@ -82,6 +83,8 @@ pub fn client(data: &[u8]) {
                 (Ok(_) | Err(ClientError::Rejected { .. }), Some(e)) => {
                     let dirty = if e.leftover {
                         Condition::Dirty
+                    } else if e.going_away {
+                        Condition::Draining
                     } else {
                         Condition::Ready
                     };
