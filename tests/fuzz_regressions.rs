@@ -49,17 +49,26 @@ fn run(name: &str, target: fn(&[u8]), random: u64) -> usize {
 #[test]
 fn codec_corpus_and_regressions() {
     let stored = run("codec", livepool::fuzzing::codec, 2_000);
-    assert!(stored > 0, "no committed codec corpus under fuzz/corpus/codec");
+    assert!(
+        stored > 0,
+        "no committed codec corpus under fuzz/corpus/codec"
+    );
 }
 
 #[test]
 fn client_corpus_and_regressions() {
     let stored = run("client", livepool::fuzzing::client, 200);
-    assert!(stored > 0, "no committed client corpus under fuzz/corpus/client");
+    assert!(
+        stored > 0,
+        "no committed client corpus under fuzz/corpus/client"
+    );
 }
 
 #[test]
 fn pooled_corpus_and_regressions() {
     let stored = run("pooled", livepool::fuzzing::pooled, 200);
-    assert!(stored > 0, "no committed pooled corpus under fuzz/corpus/pooled");
+    assert!(
+        stored > 0,
+        "no committed pooled corpus under fuzz/corpus/pooled"
+    );
 }

@@ -184,7 +184,7 @@ const KINDS: [Kind; 8] = [
 /// Injects one fault of `kind`, holds it `hold`, then lifts it.
 async fn inject(rig: &mut Rig, kind: Kind, hold: Duration, rng: &mut fastrand::Rng) {
     let proxy = rig.proxy();
-    let one_connection = |fault| {
+    let mut one_connection = |fault| {
         let live = proxy.connections();
         if !live.is_empty() {
             let target = live[rng.usize(..live.len())].id;
