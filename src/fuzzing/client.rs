@@ -143,6 +143,10 @@ pub(super) fn check(
                 got: g,
             }),
         ) => expected == e && got == g,
+        (
+            Outcome::UnknownRole(want),
+            Err(ClientError::Protocol(ProtocolError::UnknownRole { code })),
+        ) => want == code,
         (Outcome::Refused(why), Err(ClientError::Protocol(error))) => {
             super::codec::refusal(error) == Some(*why)
         }

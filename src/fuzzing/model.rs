@@ -145,6 +145,9 @@ pub enum Outcome {
     },
     /// Bytes that are no frame.
     Refused(Refusal),
+    /// An `Ok` heartbeat reply whose body starts with a byte that is no
+    /// role (1 primary, 2 replica, 3 read-only; an empty body reports none).
+    UnknownRole(u8),
     /// The server closed the connection before a whole reply: EOF, a reset, or
     /// EOF in the middle of a frame. Which of these the client sees depends on
     /// timing, so they count as one.
@@ -179,7 +182,12 @@ pub fn judge(parsed: &Parsed, id: u64, kind: FrameKind) -> Option<Outcome> {
             got: frame.kind(),
         }
     } else if frame.status == Status::Ok {
-        Outcome::Answered(frame.body.clone())
+        match frame.body.first() {
+            Some(&code) if expected == FrameKind::HeartbeatReply && !(1..=3).contains(&code) => {
+                Outcome::UnknownRole(code)
+            }
+            _ => Outcome::Answered(frame.body.clone()),
+        }
     } else {
         Outcome::Rejected(frame.status, frame.body.clone())
     })
