@@ -107,11 +107,14 @@ impl Model {
         let model = Model {
             state: Mutex::new(State::new(IdleOrder::Lifo, max_size)),
         };
+        let mut made = Vec::with_capacity(members);
         for _ in 0..members {
             let Checkout::Connect(place) = model.checkout() else {
                 panic!("no room for {members} members in {max_size} places");
             };
-            let member = model.connect(place);
+            made.push(model.connect(place));
+        }
+        for member in made {
             model.give_back(member);
         }
         model
@@ -251,6 +254,16 @@ impl Waiter {
             Ok(Grant::Capacity) => Granted::Capacity(Place(())),
             Ok(Grant::TimedOut | Grant::Recheck) | Err(_) => Granted::Nothing,
         }
+    }
+
+    /// What was sent already, without waiting (the model checks with it
+    /// that a grant reached this waiter, without blocking a loom thread).
+    pub fn try_granted(&self) -> Option<Granted> {
+        Some(match self.0.try_take()? {
+            Grant::Member(member) => Granted::Member(Lent(member)),
+            Grant::Capacity => Granted::Capacity(Place(())),
+            Grant::TimedOut | Grant::Recheck => Granted::Nothing,
+        })
     }
 
     /// A cancelled checkout: `Waiting::drop`, which passes on whatever was
