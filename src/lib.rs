@@ -79,6 +79,7 @@ mod chain;
 #[cfg(feature = "serde")]
 pub mod config_file;
 pub mod endpoints;
+mod loom;
 pub mod manager;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]

@@ -68,7 +68,8 @@ pub fn client(data: &[u8]) {
                     (FrameKind::Request, body, result)
                 }
             };
-            if before != Condition::Ready {
+            // A draining connection still serves its holder.
+            if !matches!(before, Condition::Ready | Condition::Draining) {
                 assert!(
                     matches!(result, Err(ClientError::Unusable { condition }) if condition == before),
                     "a {before:?} connection was used: {result:?}"
@@ -80,8 +81,12 @@ pub fn client(data: &[u8]) {
             let after = conn.known_condition();
             match (&result, &expectation) {
                 (Ok(_) | Err(ClientError::Rejected { .. }), Some(e)) => {
-                    let dirty = if e.leftover {
+                    let dirty = if e.garbage {
+                        Condition::Broken
+                    } else if e.leftover {
                         Condition::Dirty
+                    } else if e.going_away {
+                        Condition::Draining
                     } else {
                         Condition::Ready
                     };
@@ -140,6 +145,10 @@ pub(super) fn check(
                 got: g,
             }),
         ) => expected == e && got == g,
+        (
+            Outcome::UnknownRole(want),
+            Err(ClientError::Protocol(ProtocolError::UnknownRole { code })),
+        ) => want == code,
         (Outcome::Refused(why), Err(ClientError::Protocol(error))) => {
             super::codec::refusal(error) == Some(*why)
         }

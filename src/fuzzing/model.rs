@@ -13,12 +13,40 @@ use crate::protocol::{Flags, Frame, FrameKind, HEADER_LEN, MAGIC, Status};
 pub enum Refusal {
     /// The first two bytes are not the magic.
     BadMagic,
-    /// Flag bits outside request, two-way, heartbeat.
+    /// Flag bits outside request, two-way, heartbeat, event.
     UnknownFlags,
     /// A status byte above 3.
     UnknownStatus,
-    /// An announced body longer than the limit.
+    /// An announced body longer than the limit (for a heartbeat or an
+    /// event, longer than [`CONTROL_LIMIT`] too).
     BodyTooLarge,
+}
+
+/// The flag bits: request, two-way, heartbeat, event.
+const KNOWN_FLAGS: u8 = 0b1111;
+/// Heartbeat and event bits: the frames the protocol keeps short.
+const CONTROL_FLAGS: u8 = 0b1100;
+/// The body limit of heartbeats and events, whatever the configured one.
+pub const CONTROL_LIMIT: usize = 64;
+/// The event bit.
+const EVENT_FLAG: u8 = 0b1000;
+/// The going-away event's code, the first byte of an event's body.
+pub const GOING_AWAY: u8 = 1;
+
+/// Whether a frame is a server-to-client event, which a client takes in
+/// while it waits for a reply (and on an idle connection) and never answers.
+pub fn is_event(frame: &Frame) -> bool {
+    frame.flags.bits() & EVENT_FLAG != 0
+}
+
+/// Whether a frame is the going-away event.
+pub fn is_going_away(frame: &Frame) -> bool {
+    is_event(frame) && frame.body.first() == Some(&GOING_AWAY)
+}
+
+/// An event frame with this code, by hand.
+pub fn event(code: u8) -> Vec<u8> {
+    wire(EVENT_FLAG, 0, 0, 1, &[code])
 }
 
 /// What the front of a byte stream holds.
@@ -43,7 +71,7 @@ pub fn parse(stream: &[u8], max_body: usize) -> Parsed {
         return Parsed::Refused(Refusal::BadMagic);
     }
     let flags = stream[2];
-    if flags > 0b111 {
+    if flags & !KNOWN_FLAGS != 0 {
         return Parsed::Refused(Refusal::UnknownFlags);
     }
     let status = match stream[3] {
@@ -59,7 +87,12 @@ pub fn parse(stream: &[u8], max_body: usize) -> Parsed {
     let len = stream[12..16]
         .iter()
         .fold(0u64, |n, &b| (n << 8) | u64::from(b));
-    if len > max_body.min(u32::MAX as usize) as u64 {
+    let limit = if flags & CONTROL_FLAGS != 0 {
+        max_body.min(CONTROL_LIMIT)
+    } else {
+        max_body
+    };
+    if len > limit.min(u32::MAX as usize) as u64 {
         return Parsed::Refused(Refusal::BodyTooLarge);
     }
     // `len` fits: it is at most `max_body`, a usize.
@@ -112,6 +145,9 @@ pub enum Outcome {
     },
     /// Bytes that are no frame.
     Refused(Refusal),
+    /// An `Ok` heartbeat reply whose body starts with a byte that is no
+    /// role (1 primary, 2 replica, 3 read-only; an empty body reports none).
+    UnknownRole(u8),
     /// The server closed the connection before a whole reply: EOF, a reset, or
     /// EOF in the middle of a frame. Which of these the client sees depends on
     /// timing, so they count as one.
@@ -146,7 +182,12 @@ pub fn judge(parsed: &Parsed, id: u64, kind: FrameKind) -> Option<Outcome> {
             got: frame.kind(),
         }
     } else if frame.status == Status::Ok {
-        Outcome::Answered(frame.body.clone())
+        match frame.body.first() {
+            Some(&code) if expected == FrameKind::HeartbeatReply && !(1..=3).contains(&code) => {
+                Outcome::UnknownRole(code)
+            }
+            _ => Outcome::Answered(frame.body.clone()),
+        }
     } else {
         Outcome::Rejected(frame.status, frame.body.clone())
     })

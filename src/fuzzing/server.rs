@@ -27,6 +27,12 @@ pub(super) struct Expectation {
     /// Whether bytes are left over after the reply, so the client must now
     /// call its connection dirty.
     pub leftover: bool,
+    /// Whether the bytes behind the reply cannot start a frame, so the
+    /// client, reading them in with the reply, must call it broken.
+    pub garbage: bool,
+    /// Whether the server has sent this connection the going-away event
+    /// before the reply (so the client must call it draining).
+    pub going_away: bool,
 }
 
 /// The rest of the fuzz input, consumed one answer at a time by every
@@ -109,6 +115,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut sent: Vec<u8> = Vec::new();
     let mut taken = 0;
     let mut first = true;
+    let mut going_away = false;
     loop {
         let mut header = [0u8; HEADER_LEN];
         if stream.read_exact(&mut header).await.is_err() {
@@ -141,7 +148,16 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         };
         first = false;
         sent.extend_from_slice(&answer.bytes);
-        let parsed = model::parse(&sent[taken..], shared.max_body);
+        // Events before the reply are taken in and skipped by the client.
+        let parsed = loop {
+            match model::parse(&sent[taken..], shared.max_body) {
+                Parsed::Frame(frame, len) if model::is_event(&frame) => {
+                    going_away |= model::is_going_away(&frame);
+                    taken += len;
+                }
+                parsed => break parsed,
+            }
+        };
         let (outcome, close) = match model::judge(&parsed, id, kind) {
             // No whole frame: the client would wait, so close to end it.
             None => (Outcome::Ended, true),
@@ -150,10 +166,41 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         if let Parsed::Frame(_, len) = parsed {
             taken += len;
         }
+        // Behind a reply, the client takes in the frames that came with it
+        // (`take_buffered_events`): events are applied, any other frame is
+        // taken and leaves the connection dirty, bytes that cannot start a
+        // frame break it, and a partial frame stays unread (dirty).
+        let mut stray = false;
+        let mut garbage = false;
+        if matches!(outcome, Outcome::Answered(_) | Outcome::Rejected(..)) {
+            for _ in 0..crate::protocol::client::MAX_EVENTS_PER_CHECK {
+                if taken >= sent.len() {
+                    break;
+                }
+                match model::parse(&sent[taken..], shared.max_body) {
+                    Parsed::Frame(frame, len) if model::is_event(&frame) => {
+                        going_away |= model::is_going_away(&frame);
+                        taken += len;
+                    }
+                    Parsed::Frame(_, len) => {
+                        stray = true;
+                        taken += len;
+                        break;
+                    }
+                    Parsed::Incomplete => break,
+                    Parsed::Refused(_) => {
+                        garbage = true;
+                        break;
+                    }
+                }
+            }
+        }
         let expectation = Expectation {
             kind,
             body: Bytes::from(body),
-            leftover: sent.len() > taken,
+            leftover: stray || sent.len() > taken,
+            garbage,
+            going_away,
             outcome,
         };
         // Sent before the bytes, so the client cannot see the answer first.
@@ -245,6 +292,18 @@ impl Answer {
                     bytes: whole,
                     close: true,
                 }
+            }
+            _ if depth > 0 && input.byte() & 1 == 1 => {
+                // An event first (going away, or one this version does not
+                // know), then any answer.
+                let mut first = Answer {
+                    bytes: model::event(input.byte() % 3),
+                    close: false,
+                };
+                let then = Answer::choose(input, flags, id, body, max_body, depth - 1);
+                first.bytes.extend_from_slice(&then.bytes);
+                first.close = then.close;
+                first
             }
             _ if depth > 0 => {
                 let mut first = Answer::correct(flags, id, body);

@@ -16,14 +16,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::admission::Refused;
 use super::calls::Failure;
 use super::error::{Cause, Error, Phase};
+use super::handoff;
 use super::hooks::{Hook, Verdict};
-use super::idle::{End, Grant, Sentinel};
+use super::idle::{Grant, Sentinel};
 use super::member::Member;
 use super::pooled::{Home, Pooled};
 use super::shared::{Hold, Shared};
@@ -48,7 +48,7 @@ pub(crate) enum Next<C> {
     /// A free place, reserved: connect a new member.
     Connect,
     /// The pool is full: queued.
-    Wait(oneshot::Receiver<Grant<C>>),
+    Wait(handoff::Receiver<Grant<C>>),
     /// Made under a sentinel that has ended (claimed as probing): evict it
     /// and decide again.
     Orphan(Member<C>),
@@ -186,7 +186,7 @@ impl<E> Attempt<E> {
 /// no timer and no box, because a plain wait needs little state. Anything
 /// more (a connect, a probe, a retry) goes on to the boxed slow path.
 pub(crate) struct Queued<C> {
-    pub(crate) rx: oneshot::Receiver<Grant<C>>,
+    pub(crate) rx: handoff::Receiver<Grant<C>>,
     pub(crate) deadline: Deadline,
 }
 
@@ -332,7 +332,7 @@ impl<M: Manager> Shared<M> {
     async fn wait_for_grant<'p>(
         &self,
         lender: impl Lender<'p, M>,
-        rx: oneshot::Receiver<Grant<M::Connection>>,
+        rx: handoff::Receiver<Grant<M::Connection>>,
         deadline: Instant,
         attempt: &mut Attempt<M::Error>,
     ) -> Step<'p, M> {
@@ -615,7 +615,7 @@ impl<M: Manager> Shared<M> {
 
     /// A queued checkout's wait: a hand-written future, so that waiting
     /// adds no async-fn layer (and no state) to the `get()` future.
-    pub(crate) fn wait(&self, rx: oneshot::Receiver<Grant<M::Connection>>) -> Waiting<'_, M> {
+    pub(crate) fn wait(&self, rx: handoff::Receiver<Grant<M::Connection>>) -> Waiting<'_, M> {
         Waiting {
             shared: self,
             rx: Some(rx),
@@ -638,17 +638,7 @@ impl<M: Manager> Shared<M> {
     /// Gives a grant that reached a caller who no longer wants it to the next
     /// waiter, undoing the counts `dispatch` made for it.
     fn redispatch(&self, grant: Grant<M::Connection>) {
-        let orphan = {
-            let mut st = self.lock();
-            match grant {
-                Grant::Member(member) => st.give_back(member, Held::Lending, End::Hot),
-                Grant::Capacity => {
-                    st.vacate(Held::Connecting);
-                    None
-                }
-                Grant::TimedOut | Grant::Recheck => None,
-            }
-        };
+        let orphan = self.lock().take_back(grant);
         if let Some(member) = orphan {
             self.evict_surplus(member, Held::Lending);
         }
@@ -683,7 +673,7 @@ fn probe_cause<E>(failure: Failure<E>, limit: Duration) -> Cause<E> {
 /// handed to it in the meantime, so no member or place is lost.
 pub(crate) struct Waiting<'a, M: Manager> {
     shared: &'a Shared<M>,
-    rx: Option<oneshot::Receiver<Grant<M::Connection>>>,
+    rx: Option<handoff::Receiver<Grant<M::Connection>>>,
 }
 
 impl<M: Manager> std::future::Future for Waiting<'_, M> {
@@ -706,13 +696,13 @@ impl<M: Manager> std::future::Future for Waiting<'_, M> {
 
 impl<M: Manager> Drop for Waiting<'_, M> {
     fn drop(&mut self) {
-        let Some(mut rx) = self.rx.take() else {
+        let Some(rx) = self.rx.take() else {
             return;
         };
-        rx.close();
-        match rx.try_recv() {
-            Ok(grant @ (Grant::Member(_) | Grant::Capacity)) => self.shared.redispatch(grant),
-            Ok(Grant::TimedOut | Grant::Recheck) | Err(_) => {}
+        // Closed and emptied in one step: a grant sent before is passed on,
+        // and none can be sent after.
+        if let Some(grant) = rx.cancel() {
+            self.shared.redispatch(grant);
         }
     }
 }

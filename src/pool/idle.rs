@@ -9,10 +9,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::config::IdleOrder;
+use super::handoff;
 use super::member::Member;
 use super::slot::{Held, Ledger};
 use super::status::Counters;
@@ -45,7 +46,7 @@ pub(crate) enum End {
 
 /// A queued caller: where to send its grant, and when it gives up.
 pub(crate) struct Waiter<C> {
-    tx: oneshot::Sender<Grant<C>>,
+    tx: handoff::Sender<Grant<C>>,
     /// Coarse-clock milliseconds.
     deadline_ms: u64,
     /// False for a caller backing off after its own connect failed: it
@@ -157,13 +158,13 @@ impl<C> State<C> {
         front: bool,
         deadline_ms: u64,
         takes_capacity: bool,
-    ) -> oneshot::Receiver<Grant<C>> {
+    ) -> handoff::Receiver<Grant<C>> {
         if self.waiters.len() == self.waiters.capacity() && !self.waiters.is_empty() {
             // Purge cancelled waiters before the queue grows, which keeps its
             // length bounded by the number of live waiters times two.
             self.waiters.retain(|w| !w.tx.is_closed());
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = handoff::channel();
         let waiter = Waiter {
             tx,
             deadline_ms,
@@ -191,7 +192,7 @@ impl<C> State<C> {
     }
 
     /// For the ledger's debug check: any queued caller still waiting.
-    #[cfg(debug_assertions)]
+    #[cfg(any(debug_assertions, livepool_loom))]
     pub(crate) fn has_live_waiter_for_members(&self) -> bool {
         self.waiters.iter().any(|w| !w.tx.is_closed())
     }
@@ -304,6 +305,23 @@ impl<C> State<C> {
                     self.release(to);
                 }
             }
+        }
+    }
+
+    /// A grant that reached a caller who no longer wants it (its checkout
+    /// was cancelled, or its own timer fired first) goes to the next waiter,
+    /// undoing the counts `offer` made for it. A member that may not stay
+    /// (closed pool, above a lowered `max_size`) is handed back, held as
+    /// lending, for the caller to evict outside the lock.
+    #[must_use = "a member handed back must be evicted"]
+    pub(crate) fn take_back(&mut self, grant: Grant<C>) -> Option<Member<C>> {
+        match grant {
+            Grant::Member(member) => self.give_back(member, Held::Lending, End::Hot),
+            Grant::Capacity => {
+                self.vacate(Held::Connecting);
+                None
+            }
+            Grant::TimedOut | Grant::Recheck => None,
         }
     }
 

@@ -28,9 +28,14 @@ mod config;
 mod drain;
 mod driven;
 mod error;
+mod handoff;
 mod hooks;
 mod idle;
 mod leak;
+// The handoff model's entry points, for tests/loom_handoff.rs.
+#[cfg(livepool_loom)]
+#[doc(hidden)]
+pub mod loom_model;
 mod member;
 mod pace;
 mod pooled;

@@ -312,7 +312,7 @@ impl<C> State<C> {
     /// fall: it stays within `ceiling`, which follows it down.
     #[inline]
     pub(crate) fn assert_invariants(&self) {
-        #[cfg(debug_assertions)]
+        #[cfg(any(debug_assertions, livepool_loom))]
         {
             let l = &self.ledger;
             let held =

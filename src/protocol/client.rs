@@ -16,7 +16,7 @@ use crate::{Condition, Role};
 
 /// Most event frames read in one [`RpcConnection::condition`] check: a
 /// server cannot keep a check busy by sending events without end.
-const MAX_EVENTS_PER_CHECK: usize = 8;
+pub(crate) const MAX_EVENTS_PER_CHECK: usize = 8;
 
 /// How long a call or heartbeat waits for its reply unless told otherwise:
 /// long enough for any sane server, short enough that a hung one is noticed.

@@ -29,7 +29,7 @@
 //! # Ok(()) }
 //! ```
 
-mod client;
+pub(crate) mod client;
 mod codec;
 mod error;
 mod frame;
