@@ -157,6 +157,7 @@ impl Model {
             epoch: st.epoch,
             failures: 0,
             doomed: None,
+            distrusted: false,
         }))
     }
 
