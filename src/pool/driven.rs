@@ -10,17 +10,23 @@
 //! left to its sentinel would never end. So a caller on any other runtime
 //! waits on the slow path, under a timer of its own.
 //!
-//! The runtime is kept as its [`Id`]'s number in an atomic, so the check is
-//! one thread-local read of the current handle and one load, without the
-//! pool's lock.
+//! Only a current-thread runtime can be alive and never driven: a
+//! multi-thread runtime's workers run its tasks whoever awaits. So for a
+//! sentinel on a multi-thread runtime the check is one load; for one on a
+//! current-thread runtime, the runtime is kept as its [`Id`]'s number and
+//! compared with the caller's (a thread-local read of the current handle).
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::runtime::{Handle, Id};
+use tokio::runtime::{Handle, Id, RuntimeFlavor};
 
-/// The sentinel's runtime, or 0 before it first starts.
+/// The sentinel's current-thread runtime, [`DRIVEN_BY_ITS_WORKERS`] for a
+/// multi-thread one, or 0 before it first starts.
 pub(crate) struct SentinelRuntime(AtomicU64);
+
+/// A multi-thread runtime: its workers drive the sentinel while it lives.
+const DRIVEN_BY_ITS_WORKERS: u64 = u64::MAX;
 
 impl SentinelRuntime {
     pub(crate) fn new() -> Self {
@@ -29,7 +35,11 @@ impl SentinelRuntime {
 
     /// Records the runtime a sentinel was just spawned on.
     pub(crate) fn set(&self, runtime: &Handle) {
-        self.0.store(number(runtime.id()), Ordering::Relaxed);
+        let home = match runtime.runtime_flavor() {
+            RuntimeFlavor::CurrentThread => number(runtime.id()),
+            _ => DRIVEN_BY_ITS_WORKERS,
+        };
+        self.0.store(home, Ordering::Relaxed);
     }
 
     /// Whether a queued caller may leave its deadline to the sentinel: it
@@ -37,8 +47,12 @@ impl SentinelRuntime {
     /// no timer of its own to use then, and the old rule is the best there is).
     #[inline]
     pub(crate) fn drives_caller(&self) -> bool {
+        let home = self.0.load(Ordering::Relaxed);
+        if home == DRIVEN_BY_ITS_WORKERS {
+            return true;
+        }
         match Handle::try_current() {
-            Ok(current) => number(current.id()) == self.0.load(Ordering::Relaxed),
+            Ok(current) => number(current.id()) == home,
             Err(_) => true,
         }
     }
@@ -49,9 +63,11 @@ impl SentinelRuntime {
 fn number(id: Id) -> u64 {
     let mut capture = Capture(0);
     id.hash(&mut capture);
-    // 0 means "no runtime yet"; an id that hashed to it still compares
-    // equal to itself.
-    capture.0 | 1 << 63
+    // 0 means "no runtime yet" and all ones "a multi-thread runtime": the
+    // top bit keeps every id clear of 0, and the one id that would be all
+    // ones shares its number with its neighbour (ids count up from 1).
+    let n = capture.0 | 1 << 63;
+    if n == DRIVEN_BY_ITS_WORKERS { n - 1 } else { n }
 }
 
 /// A `Hasher` that keeps the integer written to it (or, should `Id`'s
@@ -93,5 +109,16 @@ mod tests {
         assert!(!b.block_on(async { home.drives_caller() }));
         // Outside any runtime there is no timer to fall back on.
         assert!(home.drives_caller());
+    }
+
+    #[test]
+    fn a_multi_thread_runtime_drives_its_sentinel_for_every_caller() {
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let home = SentinelRuntime::new();
+        home.set(multi.handle());
+        assert!(runtime().block_on(async { home.drives_caller() }));
     }
 }
