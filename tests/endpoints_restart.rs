@@ -60,7 +60,16 @@ async fn a_graceful_rolling_restart_costs_callers_no_error() {
     print_phases("rolling restart, 16 callers, 3 servers", &phases);
     let errors: Vec<_> = outcomes.iter().filter(|o| o.error.is_some()).collect();
     assert!(errors.is_empty(), "callers saw errors: {errors:?}");
-    assert!(phases.iter().all(|p| p.requests > 0), "{phases:?}");
+    // Callers kept being served between restarts. A restart phase itself
+    // lasts only as long as the graceful shutdown and rebind (a few ms), so
+    // it may see no request end inside it: no count is asked of it.
+    assert!(
+        phases
+            .iter()
+            .filter(|p| !p.name.starts_with("restart"))
+            .all(|p| p.requests > 0),
+        "{phases:?}"
+    );
     // A graceful restart is no failure: nothing came back dirty or broken
     // (a going-away frame read behind a reply once left members looking
     // dirty, which counted against the restarting server).
