@@ -192,47 +192,7 @@ async fn an_unreachable_server_is_a_typed_error_naming_the_address() {
 }
 
 /// A redis-server of the test's own (with a password, if given), ended by pid on drop.
-struct PasswordServer {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl PasswordServer {
-    async fn start(port: u16, password: Option<&str>) -> Self {
-        let port_arg = port.to_string();
-        let mut args = vec!["--port", &port_arg];
-        if let Some(password) = password {
-            args.extend(["--requirepass", password]);
-        }
-        Self::start_with(port, &args).await
-    }
-
-    /// A child listening (plain or TLS, as `args` say) on `port`.
-    async fn start_with(port: u16, args: &[&str]) -> Self {
-        let mut command = std::process::Command::new("redis-server");
-        command.args(args);
-        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
-        let child = command
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed to run this test");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        PasswordServer { child, addr }
-    }
-}
-
-impl Drop for PasswordServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use adapter_support::redis_child::RedisChild as PasswordServer;
 
 #[tokio::test]
 async fn a_wrong_or_missing_password_fails_the_checkout_at_once() {

@@ -6,6 +6,12 @@
 
 #![cfg(feature = "redis")]
 
+#[path = "adapter_support/redis_child.rs"]
+#[allow(dead_code)]
+mod redis_child;
+
+use redis_child::RedisChild;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,31 +30,23 @@ const REPLICA_PORT: u16 = 16201;
 
 /// A redis-server of the test's own, ended by pid on drop.
 struct Child {
-    child: std::process::Child,
+    /// Held only so the child process ends when this drops.
+    _server: RedisChild,
     addr: SocketAddr,
 }
 
 impl Child {
     async fn start(port: u16, replica_of: Option<u16>) -> Child {
-        let port_arg = port.to_string();
-        let mut command = std::process::Command::new("redis-server");
-        command.args(["--port", &port_arg, "--bind", "127.0.0.1", "--save", ""]);
-        command.args(["--appendonly", "no"]);
-        if let Some(primary) = replica_of {
-            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        let (port_arg, primary) = (port.to_string(), replica_of.map(|p| p.to_string()));
+        let mut args = vec!["--port", &port_arg];
+        if let Some(primary) = &primary {
+            args.extend(["--replicaof", "127.0.0.1", primary]);
         }
-        let child = command
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed to run this test");
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let server = RedisChild::start_with(port, &args).await;
+        Child {
+            addr: server.addr,
+            _server: server,
         }
-        Child { child, addr }
     }
 
     async fn admin(&self) -> MultiplexedConnection {
@@ -57,13 +55,6 @@ impl Child {
             .get_multiplexed_async_connection()
             .await
             .expect("admin connection to the child redis-server")
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -14,6 +14,9 @@ use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[cfg(feature = "redis")]
+mod adapter_support;
+
 use livepool::Pool;
 use livepool::protocol::{RpcManager, Server};
 use livepool::tcp::{TcpOptions, connect_host};
@@ -122,37 +125,8 @@ fn invalid_configs_read_once() {
 #[cfg(feature = "redis")]
 mod redis_errors {
     use super::*;
+    use adapter_support::redis_child::RedisChild;
     use livepool::adapters::redis::{RedisManager, RedisManagerError};
-
-    /// A child redis-server with a password, on a port of this test's own.
-    struct PasswordServer(std::process::Child, SocketAddr);
-
-    impl PasswordServer {
-        async fn start(port: u16) -> Self {
-            let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .args(["--requirepass", "right-password"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed to run this test");
-            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-            for _ in 0..100 {
-                if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            PasswordServer(child, addr)
-        }
-    }
-
-    impl Drop for PasswordServer {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 
     #[tokio::test]
     async fn a_refused_redis_connect_reads_once() {
@@ -166,10 +140,10 @@ mod redis_errors {
 
     #[tokio::test]
     async fn a_wrong_redis_password_reads_once() {
-        let server = PasswordServer::start(16152).await;
+        let server = RedisChild::start(16152, Some("right-password")).await;
         let wrong = redis::RedisConnectionInfo::default().set_password("wrong-password");
         let pool = quick_pool()
-            .build(RedisManager::new(server.1).connection_info(wrong))
+            .build(RedisManager::new(server.addr).connection_info(wrong))
             .unwrap();
         let err = pool.get().await.expect_err("wrong password");
         assert!(

@@ -7,6 +7,8 @@
 // Each test file uses only part of this module.
 #![allow(dead_code)]
 
+pub mod redis_child;
+
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
