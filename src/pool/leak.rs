@@ -133,19 +133,20 @@ impl Leaks {
 }
 
 impl<M: crate::Manager> super::shared::Shared<M> {
-    /// A checkout succeeded: with leak detection on, the loan is written
-    /// down with the call site of its `get()`. Called by `Shared::lent`.
-    #[inline]
-    pub(crate) fn note_loan<'p>(
+    /// A checkout succeeded and leak detection is on: the loan is written
+    /// down with the call site of its `get()`. Called by `Shared::lent`
+    /// after its own test of [`Leaks::is_on`], and out of line, so that with
+    /// detection off a checkout pays that test and nothing else (the guard
+    /// is not moved through a call).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn note_loan(
         &self,
-        mut pooled: super::Pooled<'p, M>,
+        pooled: &mut super::Pooled<'_, M>,
         site: &'static Location<'static>,
-    ) -> super::Pooled<'p, M> {
-        if self.leaks.is_on() {
-            let id = super::Pooled::id(&pooled);
-            pooled.loan = self.leaks.lend(site, id, self.clock.refresh());
-        }
-        pooled
+    ) {
+        let id = super::Pooled::id(pooled);
+        pooled.loan = self.leaks.lend(site, id, self.clock.refresh());
     }
 }
 

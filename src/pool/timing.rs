@@ -69,6 +69,10 @@ impl<M: Manager> Shared<M> {
         };
         #[cfg(not(feature = "metrics"))]
         let _ = started;
-        self.note_loan(pooled, site)
+        let mut pooled = pooled;
+        if self.leaks.is_on() {
+            self.note_loan(&mut pooled, site);
+        }
+        pooled
     }
 }
