@@ -12,6 +12,7 @@
 #![cfg(feature = "http2")]
 
 mod adapter_support;
+mod paused_clock;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -284,6 +285,7 @@ async fn a_member_returned_with_a_stream_open_stays_in_the_pool_and_the_stream_f
 
 #[tokio::test(start_paused = true)]
 async fn streams_from_clones_of_the_sender_run_at_once_on_one_member() {
+    let _clock = paused_clock::step_the_clock();
     let server = Server::start().await;
     let pool = builder().build(manager(server.addr)).unwrap();
     let conn = pool.get().await.unwrap();
@@ -308,10 +310,11 @@ async fn streams_from_clones_of_the_sender_run_at_once_on_one_member() {
 
 /// Virtual time, so the bound is exact rather than at the mercy of a loaded
 /// machine: the server, its stalled connection and the pool share one
-/// paused clock (loopback I/O completes within the syscalls that start it,
-/// so auto-advance never skips past a PONG in flight).
+/// paused clock, stepped by the test so that it never jumps past a PONG
+/// still in the kernel (`tests/paused_clock`).
 #[tokio::test(start_paused = true)]
 async fn a_server_whose_http2_stack_stops_answering_is_evicted_within_interval_plus_timeout() {
+    let _clock = paused_clock::step_the_clock();
     let server = Server::start().await;
     let pool = builder().build(manager(server.addr)).unwrap();
     let conn = pool.get().await.unwrap();

@@ -5,7 +5,7 @@
 //! Virtual time: the proxy's delays, the server and the pool all run on one
 //! paused tokio clock, so the spike and the bounds are exact, not at the
 //! mercy of a loaded machine. The clock is stepped by the test
-//! ([`step_the_clock`]), not auto-advanced: see there why.
+//! (`tests/paused_clock`), not auto-advanced: see there why.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +16,9 @@ use livepool::testing::{Fault, FaultProxy};
 use livepool::{Builder, EvictReason, Pool, Status};
 use tokio::time::{Instant, sleep};
 
+mod paused_clock;
+use paused_clock::step_the_clock;
+
 const INTERVAL: Duration = Duration::from_millis(400);
 /// The fixed pool's timeout, and the rig's (tests/fault_support).
 const FIXED_TIMEOUT: Duration = Duration::from_millis(150);
@@ -25,38 +28,6 @@ const FLOOR: Duration = Duration::from_millis(20);
 /// One way, so a round trip is about twice this.
 const BASE_DELAY: Duration = Duration::from_millis(10);
 const MEMBERS: usize = 6;
-
-/// Moves the paused clock forward 1 ms at a time, giving the CPU away for a
-/// moment between steps, for as long as the guard lives.
-///
-/// Why not tokio's auto-advance: the bytes between pool, proxy and server
-/// cross real loopback sockets, and the kernel does not always deliver them
-/// within the `write` that sends them (on a loaded machine the loopback
-/// softirq is deferred to `ksoftirqd`). Auto-advance sees an idle runtime in
-/// that moment and jumps the clock straight to the next timer, which may be
-/// a heartbeat's deadline: a probe whose answer is already on its way is
-/// then convicted of a silence that never happened, in virtual time only.
-/// That is the one conviction CI once saw in the spike test (an answer due
-/// after 231 ms, convicted at the 350 ms ceiling). A task that is always
-/// runnable keeps auto-advance off; stepping 1 ms after a real pause bounds
-/// what an undelivered byte can cost to one step, not a jump to any timer.
-fn step_the_clock() -> ClockStepper {
-    ClockStepper(tokio::spawn(async {
-        loop {
-            std::thread::sleep(Duration::from_micros(20));
-            tokio::time::advance(Duration::from_millis(1)).await;
-        }
-    }))
-}
-
-/// Stops the stepping when dropped.
-struct ClockStepper(tokio::task::JoinHandle<()>);
-
-impl Drop for ClockStepper {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 async fn server() -> ServerHandle {
     Server::new()
