@@ -260,36 +260,16 @@ impl Adaptive {
                         until = later(Instant::now(), self.ceiling);
                         continue;
                     }
-                    if deadline.is_some_and(|d| d < own) && !forgiven {
-                        return (Answer::DeadlinePassed, started);
-                    }
-                    return (last_look(work, Answer::TimedOut).await, started);
+                    let answer = if deadline.is_some_and(|d| d < own) && !forgiven {
+                        Answer::DeadlinePassed
+                    } else {
+                        Answer::TimedOut
+                    };
+                    return (answer, started);
                 }
-                () = &mut witnessed => {
-                    return (last_look(work, Answer::Outpaced(threshold)).await, started);
-                }
+                () = &mut witnessed => return (Answer::Outpaced(threshold), started),
             }
         }
-    }
-}
-
-/// Before a silence convicts a member: one turn of the runtime, so the I/O
-/// driver runs, then one more poll of the probe. An answer that reached
-/// the socket while this task waited for a turn (a busy or starved runtime
-/// polls timers and other tasks' sockets in an order of its own) then
-/// counts, as any inbound byte does; only a probe still unanswered after
-/// that is convicted. `yield_now` has the driver polled before the task
-/// runs again (tokio defers the wake-up until then). It costs nothing but
-/// on the way to an eviction.
-async fn last_look<T, E>(
-    work: std::pin::Pin<&mut impl std::future::Future<Output = std::thread::Result<Result<T, E>>>>,
-    verdict: Answer<T, E>,
-) -> Answer<T, E> {
-    use futures_util::FutureExt;
-    tokio::task::yield_now().await;
-    match work.now_or_never() {
-        Some(done) => Answer::Done(done),
-        None => verdict,
     }
 }
 
