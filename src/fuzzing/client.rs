@@ -37,6 +37,8 @@ pub fn client(data: &[u8]) {
             .await
             .expect("connect to the fake server on loopback");
         conn.set_request_timeout(Some(HANG));
+        // The server said `too_many_pings` (as far as the client has read).
+        let mut pings_refused = false;
         for (n, op) in ops.into_iter().enumerate() {
             let before = conn.known_condition();
             let (kind, body, result) = match op % 4 {
@@ -54,6 +56,24 @@ pub fn client(data: &[u8]) {
                         conn.known_condition(),
                         before,
                         "a refused call changed state"
+                    );
+                    continue;
+                }
+                2 if pings_refused => {
+                    // Refused without a word on the wire.
+                    let result = conn.heartbeat().await;
+                    assert!(
+                        matches!(result, Err(ClientError::HeartbeatRefused)),
+                        "a heartbeat after too_many_pings gave {result:?}"
+                    );
+                    assert!(
+                        server.expectations.try_recv().is_err(),
+                        "a refused heartbeat reached the server"
+                    );
+                    assert_eq!(
+                        conn.known_condition(),
+                        before,
+                        "a refused heartbeat changed state"
                     );
                     continue;
                 }
@@ -79,7 +99,23 @@ pub fn client(data: &[u8]) {
             let expectation = server.expectations.try_recv().ok();
             check(&result, expectation.as_ref(), kind, &body);
             let after = conn.known_condition();
+            if let Some(e) = &expectation {
+                pings_refused = e.pings_refused;
+            }
             match (&result, &expectation) {
+                // The client stopped reading at the event: what came after
+                // it may sit in its read buffer (dirty) or in the socket.
+                (Err(ClientError::HeartbeatRefused), Some(e)) => {
+                    let allowed: &[Condition] = if e.leftover {
+                        &[Condition::Dirty, Condition::Draining]
+                    } else {
+                        &[Condition::Draining]
+                    };
+                    assert!(
+                        allowed.contains(&after),
+                        "state after a refused heartbeat: {after:?}"
+                    );
+                }
                 (Ok(_) | Err(ClientError::Rejected { .. }), Some(e)) => {
                     let dirty = if e.garbage {
                         Condition::Broken
@@ -152,6 +188,7 @@ pub(super) fn check(
         (Outcome::Refused(why), Err(ClientError::Protocol(error))) => {
             super::codec::refusal(error) == Some(*why)
         }
+        (Outcome::HeartbeatRefused, Err(ClientError::HeartbeatRefused)) => true,
         (Outcome::Ended, result) => ended(result),
         _ => false,
     };

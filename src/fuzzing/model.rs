@@ -44,6 +44,15 @@ pub fn is_going_away(frame: &Frame) -> bool {
     is_event(frame) && frame.body.first() == Some(&GOING_AWAY)
 }
 
+/// The going-away event's reason `too_many_pings`, its body's second byte:
+/// the server refuses heartbeats on this connection from now on.
+pub const TOO_MANY_PINGS: u8 = 1;
+
+/// Whether a frame is the going-away event saying `too_many_pings`.
+pub fn says_too_many_pings(frame: &Frame) -> bool {
+    is_going_away(frame) && frame.body.get(1) == Some(&TOO_MANY_PINGS)
+}
+
 /// An event frame with this code, by hand.
 pub fn event(code: u8) -> Vec<u8> {
     wire(EVENT_FLAG, 0, 0, 1, &[code])
@@ -148,6 +157,10 @@ pub enum Outcome {
     /// An `Ok` heartbeat reply whose body starts with a byte that is no
     /// role (1 primary, 2 replica, 3 read-only; an empty body reports none).
     UnknownRole(u8),
+    /// A heartbeat the server refused as too frequent: a going-away saying
+    /// `too_many_pings` came in place of its reply (or earlier on the
+    /// connection, and then the client sends no heartbeat at all).
+    HeartbeatRefused,
     /// The server closed the connection before a whole reply: EOF, a reset, or
     /// EOF in the middle of a frame. Which of these the client sees depends on
     /// timing, so they count as one.

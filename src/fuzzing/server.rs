@@ -33,6 +33,10 @@ pub(super) struct Expectation {
     /// Whether the server has sent this connection the going-away event
     /// before the reply (so the client must call it draining).
     pub going_away: bool,
+    /// Whether the server has said `too_many_pings` on this connection by
+    /// the end of this answer (as far as the client has read): from then on
+    /// the client refuses to send heartbeats.
+    pub pings_refused: bool,
 }
 
 /// The rest of the fuzz input, consumed one answer at a time by every
@@ -116,6 +120,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut taken = 0;
     let mut first = true;
     let mut going_away = false;
+    let mut pings_refused = false;
     loop {
         let mut header = [0u8; HEADER_LEN];
         if stream.read_exact(&mut header).await.is_err() {
@@ -148,22 +153,28 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         };
         first = false;
         sent.extend_from_slice(&answer.bytes);
-        // Events before the reply are taken in and skipped by the client.
+        // Events before the reply are taken in and skipped by the client;
+        // a `too_many_pings` one ends a heartbeat's wait there (`None`).
         let parsed = loop {
             match model::parse(&sent[taken..], shared.max_body) {
                 Parsed::Frame(frame, len) if model::is_event(&frame) => {
                     going_away |= model::is_going_away(&frame);
+                    pings_refused |= model::says_too_many_pings(&frame);
                     taken += len;
+                    if pings_refused && kind == FrameKind::HeartbeatRequest {
+                        break None;
+                    }
                 }
-                parsed => break parsed,
+                parsed => break Some(parsed),
             }
         };
-        let (outcome, close) = match model::judge(&parsed, id, kind) {
+        let (outcome, close) = match parsed.as_ref().map(|p| model::judge(p, id, kind)) {
+            None => (Outcome::HeartbeatRefused, answer.close),
             // No whole frame: the client would wait, so close to end it.
-            None => (Outcome::Ended, true),
-            Some(outcome) => (outcome, answer.close),
+            Some(None) => (Outcome::Ended, true),
+            Some(Some(outcome)) => (outcome, answer.close),
         };
-        if let Parsed::Frame(_, len) = parsed {
+        if let Some(Parsed::Frame(_, len)) = parsed {
             taken += len;
         }
         // Behind a reply, the client takes in the frames that came with it
@@ -180,6 +191,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 match model::parse(&sent[taken..], shared.max_body) {
                     Parsed::Frame(frame, len) if model::is_event(&frame) => {
                         going_away |= model::is_going_away(&frame);
+                        pings_refused |= model::says_too_many_pings(&frame);
                         taken += len;
                     }
                     Parsed::Frame(_, len) => {
@@ -201,6 +213,7 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             leftover: stray || sent.len() > taken,
             garbage,
             going_away,
+            pings_refused,
             outcome,
         };
         // Sent before the bytes, so the client cannot see the answer first.
