@@ -12,6 +12,9 @@ use std::time::Duration;
 use livepool::{Manager, Pool};
 use tokio::time::{Instant, sleep};
 
+mod paused_clock;
+use paused_clock::paused_runtime;
+
 /// What the test manager's connections share with the test.
 #[derive(Default)]
 struct Wire {
@@ -261,14 +264,6 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
 }
 
 /// A member held past `leak_threshold` is logged once at WARN with the

@@ -3,6 +3,7 @@
 //! must respect the caller's deadline and back off, permanent errors fail
 //! fast, close work holds its place, and errors read once.
 
+mod paused_clock;
 mod support;
 
 use std::error::Error as _;
@@ -10,15 +11,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use livepool::{Cause, Error, EvictReason, Phase, Pool};
+use paused_clock::paused_runtime;
 use support::{Death, FakeError, FakeManager, assert_consistent};
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn a_pool_outlives_the_runtime_it_was_built_in() {

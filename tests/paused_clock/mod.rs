@@ -3,8 +3,22 @@
 //! Tests that run the pool, the fault proxy and a server on one paused
 //! tokio clock get exact bounds, but only if the clock does not move while
 //! a byte is still on its way through the kernel: [`step_the_clock`].
+//! Tests that build their own runtimes take a paused one from here.
+
+#![allow(dead_code)]
 
 use std::time::Duration;
+
+/// A current-thread runtime whose clock starts paused, for tests that
+/// build their runtimes themselves (several in one test, or one that is
+/// dropped on purpose).
+pub fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime builds")
+}
 
 /// Moves the paused clock forward 1 ms at a time, giving the CPU away for a
 /// moment between steps, for as long as the guard lives.
