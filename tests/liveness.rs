@@ -13,7 +13,9 @@ use livepool::{Manager, Pool};
 use tokio::time::{Instant, sleep};
 
 mod paused_clock;
+mod support;
 use paused_clock::paused_runtime;
+use support::capture_logs;
 
 /// What the test manager's connections share with the test.
 #[derive(Default)]
@@ -252,35 +254,12 @@ async fn a_member_used_a_moment_ago_is_not_probed() {
     );
 }
 
-/// Captures what the pool logs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A member held past `leak_threshold` is logged once at WARN with the
 /// file and line of the `get()` that borrowed it, and counted; a member
 /// returned in time, or any member with the threshold off, is not.
 #[test]
 fn a_member_held_past_the_leak_threshold_is_reported_once_with_its_call_site() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = capture_logs(tracing::Level::WARN);
     let line = paused_runtime().block_on(async {
         let pool = Pool::builder()
             .name("leaky")
@@ -308,7 +287,7 @@ fn a_member_held_past_the_leak_threshold_is_reported_once_with_its_call_site() {
         drop(kept);
         line
     });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let warns: Vec<_> = text
         .lines()
         .filter(|l| l.contains("leak_threshold"))

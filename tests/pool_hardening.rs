@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use livepool::{Cause, Error, EvictReason, Phase, Pool};
 use paused_clock::paused_runtime;
-use support::{Death, FakeError, FakeManager, assert_consistent};
+use support::{Death, FakeError, FakeManager, assert_consistent, capture_logs};
 
 #[test]
 fn a_pool_outlives_the_runtime_it_was_built_in() {
@@ -451,32 +451,9 @@ fn error_chains_repeat_no_text() {
     }
 }
 
-/// Captures what the pool logs, formatted as a person reads it.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn an_outage_is_logged_once_not_once_per_connect() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = capture_logs(tracing::Level::INFO);
     paused_runtime().block_on(async {
         let manager = FakeManager::new();
         manager.set_connect_fails(true);
@@ -504,7 +481,7 @@ fn an_outage_is_logged_once_not_once_per_connect() {
         manager.set_connect_fails(false);
         drop(pool.get().await.expect("the server is back"));
     });
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let warns: Vec<_> = text.lines().filter(|l| l.contains("WARN")).collect();
     assert_eq!(
         warns.len(),

@@ -290,3 +290,46 @@ pub fn assert_consistent(status: &livepool::Status) {
         "created - evicted != members: {status:?}"
     );
 }
+
+/// What the pool logged at a level and above, formatted as a person reads
+/// it, from `capture_logs` until this is dropped (on this thread).
+pub struct CapturedLogs {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl CapturedLogs {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes.lock().unwrap()).into_owned()
+    }
+}
+
+/// Starts capturing what this thread logs at `level` and above.
+pub fn capture_logs(level: tracing::Level) -> CapturedLogs {
+    let bytes = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer({
+            let bytes = Arc::clone(&bytes);
+            move || Writer(Arc::clone(&bytes))
+        })
+        .finish();
+    CapturedLogs {
+        bytes,
+        _guard: tracing::subscriber::set_default(subscriber),
+    }
+}
+
+struct Writer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
