@@ -8,9 +8,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use super::config::IdleOrder;
 use super::handoff;
@@ -53,11 +53,12 @@ pub(crate) struct Waiter<C> {
     /// takes a member the moment one is ready, but a free place would only
     /// have it connect again before its backoff is over.
     takes_capacity: bool,
-    /// When it queued: what `Counters::wait_time` adds up when it is
-    /// answered. Read only by callers that queue, under the lock, so a
-    /// checkout that finds a member reads no clock and the `get()` future
-    /// carries no instant across its wait.
-    queued_at: Instant,
+    /// When it queued, in `wait_clock` nanoseconds: what
+    /// `Counters::wait_time` adds up when it is answered. Read only by
+    /// callers that queue, under the lock, so a checkout that finds a member
+    /// reads no clock and the `get()` future carries no instant across its
+    /// wait.
+    queued_ns: u64,
 }
 
 /// Whether the sentinel task is running.
@@ -95,7 +96,11 @@ pub(crate) struct State<C> {
     /// made before may have their I/O tied to a runtime that is gone.
     pub(crate) epoch: u32,
     pub(crate) next_id: u64,
+    /// Read through [`State::counters`], which adds `wait_ns`.
     pub(crate) counters: Counters,
+    /// `Counters::wait_time` in nanoseconds: kept as an integer so that
+    /// answering a waiter adds without `Duration`'s normalising.
+    wait_ns: u64,
     /// Connect failures since the last success, for the once-per-outage log.
     pub(crate) outage: super::calls::Outage,
     order: IdleOrder,
@@ -116,6 +121,7 @@ impl<C> State<C> {
             epoch: 0,
             next_id: 0,
             counters: Counters::default(),
+            wait_ns: 0,
             outage: Default::default(),
             order,
         }
@@ -169,7 +175,7 @@ impl<C> State<C> {
             tx,
             deadline_ms,
             takes_capacity,
-            queued_at: Instant::now(),
+            queued_ns: super::wait_clock::now_ns(),
         };
         if front {
             self.waiters.push_front(waiter);
@@ -242,15 +248,23 @@ impl<C> State<C> {
     /// Sends a grant that carries no member or place; a waiter that
     /// received it stops waiting, and its wait is counted.
     fn answer(&mut self, waiter: Waiter<C>, grant: Grant<C>) {
-        let queued_at = waiter.queued_at;
+        let queued_ns = waiter.queued_ns;
         if waiter.tx.send(grant).is_ok() {
-            self.add_wait(queued_at);
+            self.add_wait(queued_ns);
         }
     }
 
-    fn add_wait(&mut self, queued_at: Instant) {
-        let waited = queued_at.elapsed();
-        self.counters.wait_time = self.counters.wait_time.saturating_add(waited);
+    fn add_wait(&mut self, queued_ns: u64) {
+        let waited = super::wait_clock::now_ns().saturating_sub(queued_ns);
+        self.wait_ns = self.wait_ns.saturating_add(waited);
+    }
+
+    /// The counters as `status()` reports them.
+    pub(crate) fn counters(&self) -> Counters {
+        Counters {
+            wait_time: Duration::from_nanos(self.wait_ns),
+            ..self.counters
+        }
     }
 
     /// One place fewer. The ceiling follows `size` down to `max_size`, and a
@@ -293,10 +307,10 @@ impl<C> State<C> {
                 return Some(grant);
             };
             self.hold(to);
-            let queued_at = waiter.queued_at;
+            let queued_ns = waiter.queued_ns;
             match waiter.tx.send(grant) {
                 Ok(()) => {
-                    self.add_wait(queued_at);
+                    self.add_wait(queued_ns);
                     return None;
                 }
                 Err(back) => {

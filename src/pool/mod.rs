@@ -48,6 +48,7 @@ mod stall;
 mod status;
 mod time;
 mod timing;
+mod wait_clock;
 
 use std::future::Future;
 use std::panic::Location;

@@ -211,27 +211,57 @@ impl<M: Manager> Drop for Pooled<'_, M> {
         if let Some(lent_at) = self.lent_at {
             shared.metrics.used(lent_at.elapsed());
         }
-        if let Some(loan) = self.loan {
-            shared.leaks.end(loan);
+        if !shared.plain_return {
+            return self.return_with_extras(member);
         }
-        let verdict = if self.broken {
+        let verdict = self.verdict(&mut member.conn);
+        let now = shared.clock.now_ms();
+        match verdict.or(retired(&member, now)) {
+            Some(reason) => shared.evict(member, reason, Held::Caller),
+            None => {
+                member.last_used_ms = now;
+                member.last_ok_ms = now;
+                member.uses = member.uses.wrapping_add(1);
+                shared.put_back(member, Held::Caller, End::Hot);
+            }
+        }
+    }
+}
+
+impl<M: Manager> Pooled<'_, M> {
+    /// Why the member may not go back: marked broken, its caller
+    /// panicked, or the manager's cheap check on return.
+    #[inline(always)]
+    fn verdict(&self, conn: &mut M::Connection) -> Option<EvictReason> {
+        if self.broken {
             Some(EvictReason::BrokenOnReturn)
         } else if std::thread::panicking() {
             Some(EvictReason::CallerPanicked)
         } else {
-            match shared.check_on_return(&mut member.conn) {
+            match self.shared.check_on_return(conn) {
                 Condition::Ready => None,
                 Condition::Dirty => Some(EvictReason::Dirty),
                 Condition::Broken => Some(EvictReason::BrokenOnReturn),
                 Condition::Draining => Some(EvictReason::Drained),
             }
-        };
+        }
+    }
+
+    /// The return of a pool with any of the optional steps (see
+    /// `Shared::plain_return`): the loan crossed off, the round trip
+    /// learned, `last_ok` only where a use proves life, `after_release`.
+    #[inline(never)]
+    fn return_with_extras(&mut self, mut member: Member<M::Connection>) {
+        let shared = &*self.shared;
+        if let Some(loan) = self.loan.take() {
+            shared.leaks.end(loan);
+        }
+        let verdict = self.verdict(&mut member.conn);
         if verdict.is_none() && shared.adaptive.is_on() {
             shared.learn_round_trip(&mut member.conn);
         }
         let now = shared.clock.now_ms();
-        let verdict = verdict.or((now >= member.retire_at_ms).then_some(EvictReason::MaxLifetime));
-        match verdict {
+        match verdict.or(retired(&member, now)) {
             Some(reason) => shared.evict(member, reason, Held::Caller),
             None => {
                 member.last_used_ms = now;
@@ -247,4 +277,10 @@ impl<M: Manager> Drop for Pooled<'_, M> {
             }
         }
     }
+}
+
+/// Past its `max_lifetime`: retired on return.
+#[inline(always)]
+fn retired<C>(member: &Member<C>, now_ms: u64) -> Option<EvictReason> {
+    (now_ms >= member.retire_at_ms).then_some(EvictReason::MaxLifetime)
 }

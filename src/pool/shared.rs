@@ -26,6 +26,11 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) validate_after_ms: u64,
     /// [`Manager::use_proves_alive`], read once: consulted on every return.
     pub(crate) use_proves_alive: bool,
+    /// A return needs none of the optional steps: a use proves the member
+    /// alive, and there is no `after_release` hook, no leak detection and
+    /// no adaptive timeout to feed. Fixed at build, so the common return
+    /// tests one flag instead of four.
+    pub(crate) plain_return: bool,
     /// The sentinel's tick: how stale the coarse clock may be.
     pub(crate) tick_ms: u64,
     pub(crate) wake_sentinel: Notify,
@@ -56,20 +61,27 @@ impl<M: Manager> Shared<M> {
         hooks: Hooks<M::Connection>,
         hook_timeout: Duration,
     ) -> Arc<Self> {
+        let adaptive = super::adaptive::Adaptive::new(
+            config.adaptive_heartbeat_floor,
+            config.heartbeat_timeout,
+        );
+        let leaks = super::leak::Leaks::new(config.leak_threshold);
+        let use_proves_alive = manager.use_proves_alive();
         Arc::new_cyclic(|me| Shared {
-            use_proves_alive: manager.use_proves_alive(),
+            plain_return: use_proves_alive
+                && hooks.after_release.is_none()
+                && !leaks.is_on()
+                && !adaptive.is_on(),
+            use_proves_alive,
             manager,
             validate_after_ms: millis(config.validate_after),
             tick_ms: millis(config.sentinel_tick()),
             state: Mutex::new(State::new(config.idle_order, config.max_size)),
             hooks,
             hook_timeout,
-            adaptive: super::adaptive::Adaptive::new(
-                config.adaptive_heartbeat_floor,
-                config.heartbeat_timeout,
-            ),
+            adaptive,
             pace: super::pace::Pace::new(config.heartbeat_interval),
-            leaks: super::leak::Leaks::new(config.leak_threshold),
+            leaks,
             config,
             clock: CoarseClock::new(),
             wake_sentinel: Notify::new(),
@@ -400,7 +412,7 @@ pub(crate) fn status_of<C>(st: &State<C>) -> Status {
         returning: l.returning,
         waiters: st.waiting(),
         closed: st.closed,
-        counters: st.counters,
+        counters: st.counters(),
         // Not in the ledger: `Shared::status` fills them in.
         heartbeat_interval: None,
         heartbeat_threshold: Duration::ZERO,

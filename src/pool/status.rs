@@ -210,7 +210,9 @@ pub struct Counters {
     pub waits: u64,
     /// Time those checkouts spent queued, in all (bb8's `get_wait_time`):
     /// divide by `waits` for the mean. Measured only on checkouts that
-    /// queued, so a checkout that finds an idle member reads no clock.
+    /// queued, so a checkout that finds an idle member reads no clock; and
+    /// on the system's monotonic clock, not tokio's, so under a paused test
+    /// clock it adds up real time, not virtual time.
     pub wait_time: Duration,
     /// Checkouts that gave up with `Error::Timeout`.
     pub wait_timeouts: u64,
