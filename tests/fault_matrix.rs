@@ -302,9 +302,12 @@ async fn f08_connect_refused_backs_off_and_says_why_then_recovers() {
             &error,
             Error::Timeout {
                 phase: Phase::Connecting,
-                cause: Some(Cause::Connect(ClientError::Connect(ConnectError::Io { source, .. }))),
                 ..
-            } if source.kind() == std::io::ErrorKind::ConnectionRefused
+            }
+        ) && matches!(
+            error.cause(),
+            Some(Cause::Connect(ClientError::Connect(ConnectError::Io { source, .. })))
+                if source.kind() == std::io::ErrorKind::ConnectionRefused
         );
         assert!(
             refused,

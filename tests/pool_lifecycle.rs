@@ -121,13 +121,15 @@ async fn an_after_connect_that_always_fails_times_the_checkout_out_with_a_typed_
     match &err {
         Error::Timeout {
             phase: Phase::Hook(Hook::AfterConnect),
-            cause:
-                Some(Cause::Hook {
-                    hook: Hook::AfterConnect,
-                    failure: Some(HookFailure::Error(_)),
-                }),
+            cause: Some(cause),
             ..
-        } => {}
+        } if matches!(
+            **cause,
+            Cause::Hook {
+                hook: Hook::AfterConnect,
+                failure: Some(HookFailure::Error(_)),
+            }
+        ) => {}
         other => panic!("unexpected: {other:?}"),
     }
     // Each level says its own part; the hook's error is reached as a source.
@@ -681,8 +683,10 @@ async fn ready_times_out_with_the_last_cause() {
             connected: 0,
             wanted: 2,
             waited,
-            cause: Some(Cause::Connect(FakeError("connection refused"))),
-        } => assert_eq!(*waited, Duration::from_secs(2)),
+            cause: Some(cause),
+        } if matches!(**cause, Cause::Connect(FakeError("connection refused"))) => {
+            assert_eq!(*waited, Duration::from_secs(2))
+        }
         other => panic!("unexpected: {other:?}"),
     }
     assert_eq!(err.to_string(), "0 of 2 members connected within 2s");

@@ -25,7 +25,7 @@ use super::handoff;
 use super::hooks::{Hook, Verdict};
 use super::idle::{Grant, Sentinel};
 use super::member::Member;
-use super::pooled::{Home, Pooled};
+use super::pooled::Home;
 use super::shared::{Hold, Shared};
 use super::slot::{Held, Taken};
 use super::status::EvictReason;
@@ -98,8 +98,9 @@ impl<M: Manager> Lender<'static, M> for Owned<'_, M> {
 }
 
 /// The outcome of one try.
-enum Step<'p, M: Manager> {
-    Done(Pooled<'p, M>),
+enum Step<M: Manager> {
+    /// Handed out: the guard is made in `get()` itself.
+    Done(Member<M::Connection>),
     /// Decide afresh at once (a dead idle member was evicted, say).
     Retry,
     /// A connect failed, or made a member that failed its check: back off
@@ -122,13 +123,21 @@ pub(crate) struct Attempt<E> {
 const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(10);
 const CONNECT_RETRY_MAX: Duration = Duration::from_secs(1);
 
-/// The end of a checkout's `wait_timeout`, in both clocks: an `Instant` for
-/// the timers of connects, probes and slow-path waits, coarse milliseconds
-/// for the sentinel, which enforces it on queued checkouts.
+/// The end of a checkout's `wait_timeout`, in the coarse clock's
+/// milliseconds: the sentinel enforces it on queued checkouts, and the
+/// timers of connects, probes and slow-path waits turn it into an `Instant`
+/// (`at`) only when they start. A plain queued wait never needs the
+/// `Instant`, and building it costs more than the rest of the deadline.
 #[derive(Clone, Copy)]
 pub(crate) struct Deadline {
-    at: Instant,
     ms: u64,
+}
+
+impl Deadline {
+    /// The deadline as an `Instant`, for a timer.
+    fn at<M: Manager>(self, shared: &Shared<M>) -> Instant {
+        shared.clock.instant_of(self.ms)
+    }
 }
 
 impl<E> Attempt<E> {
@@ -152,10 +161,7 @@ impl<E> Attempt<E> {
                 .now_ms()
                 .saturating_add(millis(shared.config.wait_timeout))
                 .saturating_add(shared.tick_ms);
-            Deadline {
-                at: shared.clock.instant_of(ms),
-                ms,
-            }
+            Deadline { ms }
         })
     }
 
@@ -190,16 +196,19 @@ pub(crate) struct Queued<C> {
     pub(crate) deadline: Deadline,
 }
 
-/// What an inline wait ends in.
-pub(crate) enum Waited<'p, M: Manager> {
-    Done(Pooled<'p, M>),
+/// What an inline wait ends in. A member handed out travels as its box
+/// (one word), and becomes a guard only in `get()` itself: a guard is four
+/// words, copied at every enum it passes through.
+pub(crate) enum Waited<M: Manager> {
+    Done(Member<M::Connection>),
     Fail(Error<M::Error>),
     Slow(Option<Next<M::Connection>>, Attempt<M::Error>),
 }
 
-/// What the fast path of `get` leaves for the slow path.
-pub(crate) enum Fast<'p, M: Manager> {
-    Done(Pooled<'p, M>),
+/// What the fast path of `get` leaves for the slow path (a member handed
+/// out as its box, as in [`Waited`]).
+pub(crate) enum Fast<M: Manager> {
+    Done(Member<M::Connection>),
     Fail(Error<M::Error>),
     /// Queued behind other callers: wait inline.
     Queued(Queued<M::Connection>),
@@ -211,11 +220,7 @@ impl<M: Manager> Shared<M> {
     /// The common case with no await, no timer, no clock read and no span: an
     /// idle member used recently enough, which passes the cheap check.
     #[inline]
-    pub(crate) fn checkout_fast<'p>(
-        &self,
-        lender: impl Lender<'p, M>,
-        queue: Queue,
-    ) -> Fast<'p, M> {
+    pub(crate) fn checkout_fast(&self, queue: Queue) -> Fast<M> {
         let mut attempt = Attempt::new();
         match self.decide(queue, &mut attempt) {
             Err(e) => Fast::Fail(e),
@@ -223,17 +228,16 @@ impl<M: Manager> Shared<M> {
             Ok(Next::Fresh(member)) if self.hooks.before_acquire.is_some() => {
                 Fast::Slow(Some(Next::Fresh(member)), attempt)
             }
-            Ok(Next::Fresh(member)) => match self.hand_out(lender, member, Held::Lending) {
-                Step::Done(pooled) => {
+            Ok(Next::Fresh(member)) => match self.hand_out(member, Held::Lending) {
+                Some(member) => {
                     // Nothing failed on the way, so the attempt holds no
                     // cause: skipping its drop glue (out of line since
                     // `Cause` has hook failures) saves the fast path a call.
                     debug_assert!(attempt.cause.is_none());
                     std::mem::forget(attempt);
-                    Fast::Done(pooled)
+                    Fast::Done(member)
                 }
-                Step::Fail(e) => Fast::Fail(e),
-                Step::Retry | Step::BackOff => {
+                None => {
                     attempt.retried = true;
                     Fast::Slow(None, attempt)
                 }
@@ -248,11 +252,11 @@ impl<M: Manager> Shared<M> {
     /// caller waits. Out of line: a checkout served at once never needs it,
     /// and inlined it cost that checkout instructions all the same.
     #[inline(never)]
-    fn queued_fast<'p>(
+    fn queued_fast(
         &self,
         rx: handoff::Receiver<Grant<M::Connection>>,
         attempt: Attempt<M::Error>,
-    ) -> Fast<'p, M> {
+    ) -> Fast<M> {
         match attempt.deadline {
             Some(deadline) if self.sentinel_runtime.drives_caller() => {
                 Fast::Queued(Queued { rx, deadline })
@@ -264,23 +268,19 @@ impl<M: Manager> Shared<M> {
     /// What a checkout queued on its fast path does with what it received:
     /// a member fresh from another caller is handed out after the cheap
     /// check; anything else goes on to the slow path or fails.
-    pub(crate) fn after_inline_wait<'p>(
+    pub(crate) fn after_inline_wait(
         &self,
-        lender: impl Lender<'p, M>,
         received: Result<Grant<M::Connection>, Error<M::Error>>,
         deadline: Deadline,
-    ) -> Waited<'p, M> {
+    ) -> Waited<M> {
         match received {
             Ok(Grant::Member(member)) if self.hooks.before_acquire.is_some() => Waited::Slow(
                 Some(Next::Fresh(member)),
                 Attempt::after_wait(deadline, false),
             ),
-            Ok(Grant::Member(member)) => match self.hand_out(lender, member, Held::Lending) {
-                Step::Done(pooled) => Waited::Done(pooled),
-                Step::Fail(e) => Waited::Fail(e),
-                Step::Retry | Step::BackOff => {
-                    Waited::Slow(None, Attempt::after_wait(deadline, true))
-                }
+            Ok(Grant::Member(member)) => match self.hand_out(member, Held::Lending) {
+                Some(member) => Waited::Done(member),
+                None => Waited::Slow(None, Attempt::after_wait(deadline, true)),
             },
             Ok(Grant::Capacity) => {
                 Waited::Slow(Some(Next::Connect), Attempt::after_wait(deadline, false))
@@ -292,30 +292,28 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Everything else: probing, connecting, queueing, retrying.
-    pub(crate) async fn checkout_slow<'p>(
+    pub(crate) async fn checkout_slow(
         &self,
-        lender: impl Lender<'p, M>,
         queue: Queue,
         mut next: Option<Next<M::Connection>>,
         mut attempt: Attempt<M::Error>,
-    ) -> Result<Pooled<'p, M>, Error<M::Error>> {
+    ) -> Result<Member<M::Connection>, Error<M::Error>> {
         loop {
             let step = match next.take() {
                 Some(next) => next,
                 None => self.decide(queue, &mut attempt)?,
             };
             let step = match step {
-                Next::Fresh(member) => self.acquire(lender, member, &mut attempt).await,
-                Next::Stale(member) => self.probe_then_hand_out(lender, member, &mut attempt).await,
-                Next::Connect => self.connect_for_caller(lender, &mut attempt).await,
+                Next::Fresh(member) => self.acquire(member, &mut attempt).await,
+                Next::Stale(member) => self.probe_then_hand_out(member, &mut attempt).await,
+                Next::Connect => self.connect_for_caller(&mut attempt).await,
                 Next::Orphan(member) => {
                     self.evict(member, EvictReason::RuntimeGone, Held::Probing);
                     Step::Retry
                 }
                 Next::Wait(rx) => {
-                    let deadline = attempt.deadline(self).at;
-                    self.wait_for_grant(lender, rx, deadline, &mut attempt)
-                        .await
+                    let deadline = attempt.deadline(self).at(self);
+                    self.wait_for_grant(rx, deadline, &mut attempt).await
                 }
             };
             match step {
@@ -323,7 +321,7 @@ impl<M: Manager> Shared<M> {
                 Step::Fail(e) => return Err(e),
                 Step::Retry => {}
                 Step::BackOff => {
-                    if let Some(done) = self.back_off(lender, &mut attempt).await {
+                    if let Some(done) = self.back_off(&mut attempt).await {
                         return done;
                     }
                 }
@@ -331,7 +329,7 @@ impl<M: Manager> Shared<M> {
             attempt.retried = true;
             // Every retry checks the deadline: a loop of dead members or
             // failed connects must not outlive `wait_timeout`.
-            if Instant::now() >= attempt.deadline(self).at {
+            if Instant::now() >= attempt.deadline(self).at(self) {
                 return Err(self.timed_out(attempt.phase(), attempt.cause.take()));
             }
         }
@@ -340,21 +338,20 @@ impl<M: Manager> Shared<M> {
     /// Waits for a grant on the slow path, with a timer of its own as well
     /// as the sentinel's `TimedOut`: the slow path can afford one, and so no
     /// deadline here depends on the sentinel alone.
-    async fn wait_for_grant<'p>(
+    async fn wait_for_grant(
         &self,
-        lender: impl Lender<'p, M>,
         rx: handoff::Receiver<Grant<M::Connection>>,
         deadline: Instant,
         attempt: &mut Attempt<M::Error>,
-    ) -> Step<'p, M> {
+    ) -> Step<M> {
         let received = tokio::select! {
             biased;
             received = self.wait(rx) => received,
             () = tokio::time::sleep_until(deadline) => Ok(Grant::TimedOut),
         };
         match received {
-            Ok(Grant::Member(member)) => self.acquire(lender, member, attempt).await,
-            Ok(Grant::Capacity) => self.connect_for_caller(lender, attempt).await,
+            Ok(Grant::Member(member)) => self.acquire(member, attempt).await,
+            Ok(Grant::Capacity) => self.connect_for_caller(attempt).await,
             Ok(Grant::TimedOut) => Step::Fail(self.timed_out(Phase::Waiting, attempt.cause.take())),
             Ok(Grant::Recheck) => Step::Retry,
             Err(e) => Step::Fail(e),
@@ -365,15 +362,15 @@ impl<M: Manager> Shared<M> {
     /// queued so that a member becoming idle, or a connect succeeding
     /// anywhere, is handed over at once. `Some` if the wait ended the
     /// checkout; `None` to try again.
-    async fn back_off<'p>(
+    async fn back_off(
         &self,
-        lender: impl Lender<'p, M>,
         attempt: &mut Attempt<M::Error>,
-    ) -> Option<Result<Pooled<'p, M>, Error<M::Error>>> {
+    ) -> Option<Result<Member<M::Connection>, Error<M::Error>>> {
         let deadline = attempt.deadline(self);
         let pause = jittered(attempt.connect_backoff);
         attempt.connect_backoff = doubled(attempt.connect_backoff).min(CONNECT_RETRY_MAX);
-        let resume = deadline.at.min(later(Instant::now(), pause));
+        let deadline_at = deadline.at(self);
+        let resume = deadline_at.min(later(Instant::now(), pause));
         let rx = {
             let mut st = self.lock();
             if st.closed {
@@ -388,11 +385,11 @@ impl<M: Manager> Shared<M> {
         let received = tokio::select! {
             biased;
             received = self.wait(rx) => received,
-            () = tokio::time::sleep_until(resume) => return (resume >= deadline.at)
+            () = tokio::time::sleep_until(resume) => return (resume >= deadline_at)
                 .then(|| Err(self.timed_out(attempt.phase(), attempt.cause.take()))),
         };
         match received {
-            Ok(Grant::Member(member)) => match self.acquire(lender, member, attempt).await {
+            Ok(Grant::Member(member)) => match self.acquire(member, attempt).await {
                 Step::Done(pooled) => Some(Ok(pooled)),
                 Step::Fail(e) => Some(Err(e)),
                 Step::Retry | Step::BackOff => None,
@@ -453,19 +450,19 @@ impl<M: Manager> Shared<M> {
         Ok(Next::Wait(st.enqueue(attempt.retried, deadline.ms, true)))
     }
 
-    /// The cheap check, then the guard. A member that fails it is evicted and
-    /// the caller tries again.
-    fn hand_out<'p>(
+    /// The cheap check: the member back if it may be handed out; `None` if
+    /// it failed and was evicted, and the caller tries again.
+    #[inline]
+    fn hand_out(
         &self,
-        lender: impl Lender<'p, M>,
         mut member: Member<M::Connection>,
         from: Held,
-    ) -> Step<'p, M> {
+    ) -> Option<Member<M::Connection>> {
         match self.unfit(&mut member) {
-            None => Step::Done(Pooled::new(lender.home(), member)),
+            None => Some(member),
             Some(reason) => {
                 self.evict(member, reason, from);
-                Step::Retry
+                None
             }
         }
     }
@@ -483,14 +480,13 @@ impl<M: Manager> Shared<M> {
     /// A member taken from the pool (idle, or handed over by a caller
     /// returning it) on the slow path: the cheap check, then
     /// `before_acquire`.
-    async fn acquire<'p>(
+    async fn acquire(
         &self,
-        lender: impl Lender<'p, M>,
         mut member: Member<M::Connection>,
         attempt: &mut Attempt<M::Error>,
-    ) -> Step<'p, M> {
+    ) -> Step<M> {
         match self.unfit(&mut member) {
-            None => self.before_acquire(lender, member, attempt).await,
+            None => self.before_acquire(member, attempt).await,
             Some(reason) => {
                 self.evict(member, reason, Held::Lending);
                 Step::Retry
@@ -502,16 +498,15 @@ impl<M: Manager> Shared<M> {
     /// a hook, then hands it out. A refusal or a failure evicts it and the
     /// caller takes the next; a cancelled checkout evicts it too (the hook's
     /// I/O on it was cut off half way).
-    async fn before_acquire<'p>(
+    async fn before_acquire(
         &self,
-        lender: impl Lender<'p, M>,
         mut member: Member<M::Connection>,
         attempt: &mut Attempt<M::Error>,
-    ) -> Step<'p, M> {
+    ) -> Step<M> {
         let Some(hook) = &self.hooks.before_acquire else {
-            return Step::Done(Pooled::new(lender.home(), member));
+            return Step::Done(member);
         };
-        let deadline = attempt.deadline(self).at;
+        let deadline = attempt.deadline(self).at(self);
         let id = member.id;
         let hold = Hold::new(self, Held::Lending, Some((EvictReason::HookFailed, id)));
         let info = self.member_info(&member);
@@ -525,7 +520,7 @@ impl<M: Manager> Shared<M> {
             .await;
         hold.disarm();
         let (reason, failure) = match result {
-            Ok(Verdict::Keep) => return Step::Done(Pooled::new(lender.home(), member)),
+            Ok(Verdict::Keep) => return Step::Done(member),
             Ok(Verdict::Refuse) => (EvictReason::HookRefused, None),
             Err(failure) => (EvictReason::HookFailed, Some(failure)),
         };
@@ -537,17 +532,16 @@ impl<M: Manager> Shared<M> {
         Step::Retry
     }
 
-    async fn probe_then_hand_out<'p>(
+    async fn probe_then_hand_out(
         &self,
-        lender: impl Lender<'p, M>,
         mut member: Member<M::Connection>,
         attempt: &mut Attempt<M::Error>,
-    ) -> Step<'p, M> {
+    ) -> Step<M> {
         if self.check(&mut member.conn) != Condition::Ready {
             self.evict(member, EvictReason::BrokenOnCheckout, Held::Probing);
             return Step::Retry;
         }
-        let deadline = attempt.deadline(self).at;
+        let deadline = attempt.deadline(self).at(self);
         let hold = Hold::new(
             self,
             Held::Probing,
@@ -561,7 +555,7 @@ impl<M: Manager> Shared<M> {
                 // nobody asked for (a doubled reply), leaving it out of step;
                 // then `before_acquire`.
                 self.lock().lend(Held::Probing);
-                self.acquire(lender, member, attempt).await
+                self.acquire(member, attempt).await
             }
             Err(Failure::Refused) => {
                 // The server's refusal (too frequent pings, a shutdown):
@@ -584,24 +578,20 @@ impl<M: Manager> Shared<M> {
     /// Connects into a place already reserved (counted in `size` and
     /// `connecting`). A failed connect gives the place up and asks the caller
     /// to back off; a permanent failure ends the checkout at once.
-    async fn connect_for_caller<'p>(
-        &self,
-        lender: impl Lender<'p, M>,
-        attempt: &mut Attempt<M::Error>,
-    ) -> Step<'p, M> {
-        let deadline = attempt.deadline(self).at;
+    async fn connect_for_caller(&self, attempt: &mut Attempt<M::Error>) -> Step<M> {
+        let deadline = attempt.deadline(self).at(self);
         match self.connect_member(Some(deadline)).await {
             Ok(member) => {
                 self.lock().lend(Held::Probing);
                 // Even a new connection gets the cheap check: a server that
                 // accepts and closes at once must not reach the caller, nor
                 // turn this checkout into a loop of connects.
-                match self.hand_out(lender, member, Held::Lending) {
-                    Step::Retry => {
+                match self.hand_out(member, Held::Lending) {
+                    Some(member) => Step::Done(member),
+                    None => {
                         attempt.cause = Some(Cause::BrokenAfterConnect);
                         Step::BackOff
                     }
-                    other => other,
                 }
             }
             Err(Refused::Hook(failure)) => {
@@ -642,7 +632,7 @@ impl<M: Manager> Shared<M> {
         Error::Timeout {
             phase,
             waited: self.config.wait_timeout,
-            cause,
+            cause: cause.map(Box::new),
         }
     }
 

@@ -33,8 +33,10 @@ use super::hooks::{Hook, HookFailure};
 ///     .wait_timeout(Duration::from_millis(200))
 ///     .build(Refused)
 ///     .unwrap();
-/// match pool.get().await {
-///     Err(Error::Timeout { phase: Phase::Connecting, cause: Some(Cause::Connect(e)), .. }) => {
+/// let err = pool.get().await.unwrap_err();
+/// assert!(matches!(err, Error::Timeout { phase: Phase::Connecting, .. }));
+/// match err.cause() {
+///     Some(Cause::Connect(e)) => {
 ///         // The server refused every connect for 200 ms; `e` is the manager's own error.
 ///         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
 ///     }
@@ -51,8 +53,10 @@ pub enum Error<E> {
         phase: Phase,
         /// The configured `wait_timeout`.
         waited: Duration,
-        /// The last failure seen during this checkout, if any.
-        cause: Option<Cause<E>>,
+        /// The last failure seen during this checkout, if any. Boxed: an
+        /// error is rare, and a smaller `Error` is a smaller
+        /// `Result<Pooled, Error>` for every checkout to move.
+        cause: Option<Box<Cause<E>>>,
     },
     /// The pool was closed before or during the checkout.
     Closed,
@@ -78,8 +82,8 @@ pub enum Error<E> {
         wanted: usize,
         /// The timeout given to `ready`.
         waited: Duration,
-        /// The last failure seen, if any.
-        cause: Option<Cause<E>>,
+        /// The last failure seen, if any (boxed, as for `Timeout`).
+        cause: Option<Box<Cause<E>>>,
     },
 }
 
@@ -134,7 +138,7 @@ impl<E> Error<E> {
     /// The last absorbed failure, if the error carries one.
     pub fn cause(&self) -> Option<&Cause<E>> {
         match self {
-            Error::Timeout { cause, .. } | Error::NotReady { cause, .. } => cause.as_ref(),
+            Error::Timeout { cause, .. } | Error::NotReady { cause, .. } => cause.as_deref(),
             _ => None,
         }
     }

@@ -134,19 +134,14 @@ impl Leaks {
 
 impl<M: crate::Manager> super::shared::Shared<M> {
     /// A checkout succeeded and leak detection is on: the loan is written
-    /// down with the call site of its `get()`. Called by `Shared::lent`
+    /// down with the call site of its `get()`. Called by `Shared::lend`
     /// after its own test of [`Leaks::is_on`], and out of line, so that with
     /// detection off a checkout pays that test and nothing else (the guard
     /// is not moved through a call).
     #[cold]
     #[inline(never)]
-    pub(crate) fn note_loan(
-        &self,
-        pooled: &mut super::Pooled<'_, M>,
-        site: &'static Location<'static>,
-    ) {
-        let id = super::Pooled::id(pooled);
-        pooled.loan = self.leaks.lend(site, id, self.clock.refresh());
+    pub(crate) fn note_loan(&self, id: u64, site: &'static Location<'static>) -> Option<LoanKey> {
+        self.leaks.lend(site, id, self.clock.refresh())
     }
 }
 

@@ -262,11 +262,13 @@ impl<M: Manager> Pool<M> {
     ) -> Result<Pooled<'p, M>, Error<M::Error>> {
         let step = {
             let shared = lender.shared();
-            match shared.checkout_fast(lender, queue) {
-                Fast::Done(pooled) => return Ok(shared.lent(pooled, WaitStart::AT_ONCE, site)),
+            match shared.checkout_fast(queue) {
+                Fast::Done(member) => {
+                    return Ok(shared.lend(lender.home(), member, WaitStart::AT_ONCE, site));
+                }
                 Fast::Fail(e) => return Err(e),
                 Fast::Queued(queued) => Ok(queued),
-                Fast::Slow(next, attempt) => Err(Self::slow(shared, lender, queue, next, attempt)),
+                Fast::Slow(next, attempt) => Err(Self::slow(shared, queue, next, attempt)),
             }
         };
         let started = WaitStart::now();
@@ -276,15 +278,17 @@ impl<M: Manager> Pool<M> {
                 let deadline = queued.deadline;
                 let received = lender.shared().wait(queued.rx).await;
                 let shared = lender.shared();
-                match shared.after_inline_wait(lender, received, deadline) {
-                    Waited::Done(pooled) => return Ok(shared.lent(pooled, started, site)),
+                match shared.after_inline_wait(received, deadline) {
+                    Waited::Done(member) => {
+                        return Ok(shared.lend(lender.home(), member, started, site));
+                    }
                     Waited::Fail(e) => return Err(e),
-                    Waited::Slow(next, attempt) => Self::slow(shared, lender, queue, next, attempt),
+                    Waited::Slow(next, attempt) => Self::slow(shared, queue, next, attempt),
                 }
             }
         };
         slow.await
-            .map(|pooled| lender.shared().lent(pooled, started, site))
+            .map(|member| lender.shared().lend(lender.home(), member, started, site))
     }
 
     /// Probing, connecting and retrying (and any queueing they lead to),
@@ -293,16 +297,15 @@ impl<M: Manager> Pool<M> {
     /// fast path and on a first plain wait, which run with no span, no clock
     /// read and no timer. The slow path awaits I/O anyway, next to which one
     /// allocation is nothing.
-    fn slow<'a, 'p: 'a>(
+    fn slow<'a>(
         shared: &'a Shared<M>,
-        lender: impl checkout::Lender<'p, M> + 'a,
         queue: Queue,
         next: Option<checkout::Next<M::Connection>>,
         attempt: checkout::Attempt<M::Error>,
-    ) -> SlowCheckout<'a, 'p, M> {
+    ) -> SlowCheckout<'a, M> {
         Box::pin(
             shared
-                .checkout_slow(lender, queue, next, attempt)
+                .checkout_slow(queue, next, attempt)
                 .instrument(tracing::debug_span!("checkout", pool = %shared.config.name)),
         )
     }
@@ -442,8 +445,17 @@ impl<M: Manager> Pool<M> {
 }
 
 /// The slow path of a checkout, boxed (see `Pool::slow`).
-type SlowCheckout<'a, 'p, M> =
-    Pin<Box<dyn Future<Output = Result<Pooled<'p, M>, Error<<M as Manager>::Error>>> + Send + 'a>>;
+type SlowCheckout<'a, M> = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    member::Member<<M as Manager>::Connection>,
+                    Error<<M as Manager>::Error>,
+                >,
+            > + Send
+            + 'a,
+    >,
+>;
 
 /// Sets a pool up; every setting has a default (see [`Config`]).
 ///

@@ -43,9 +43,9 @@ use crate::{Condition, Manager};
 /// # Ok(()) }
 /// ```
 pub struct Pooled<'a, M: Manager> {
-    shared: Home<'a, M>,
-    member: Option<Member<M::Connection>>,
-    broken: bool,
+    pub(super) shared: Home<'a, M>,
+    pub(super) member: Option<Member<M::Connection>>,
+    pub(super) broken: bool,
     /// When the checkout handed it out, for the use time (`metrics`
     /// feature); set by `Shared::lent` with the clock read that ends
     /// the wait time.
@@ -82,17 +82,6 @@ impl<M: Manager> Deref for Home<'_, M> {
 pub type PooledOwned<M> = Pooled<'static, M>;
 
 impl<'a, M: Manager> Pooled<'a, M> {
-    pub(crate) fn new(shared: Home<'a, M>, member: Member<M::Connection>) -> Self {
-        Pooled {
-            shared,
-            member: Some(member),
-            broken: false,
-            #[cfg(feature = "metrics")]
-            lent_at: None,
-            loan: None,
-        }
-    }
-
     /// Reports the round trip of a request made on this connection, for
     /// the adaptive heartbeat timeout (see
     /// [`Config::adaptive_heartbeat_floor`](super::Config::adaptive_heartbeat_floor)):

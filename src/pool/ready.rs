@@ -48,11 +48,11 @@ impl<M: Manager> Shared<M> {
             if connected >= wanted {
                 return Ok(());
             }
-            let not_ready = |cause| Error::NotReady {
+            let not_ready = |cause: Option<Cause<M::Error>>| Error::NotReady {
                 connected,
                 wanted,
                 waited: timeout,
-                cause,
+                cause: cause.map(Box::new),
             };
             if reserved {
                 match self.connect_member(Some(deadline)).await {
@@ -92,7 +92,7 @@ impl<M: Manager> Shared<M> {
                     connected,
                     wanted,
                     waited: timeout,
-                    cause,
+                    cause: cause.map(Box::new),
                 });
             }
         }

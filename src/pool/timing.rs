@@ -14,7 +14,8 @@
 #[cfg(feature = "metrics")]
 use std::time::Duration;
 
-use super::pooled::Pooled;
+use super::member::Member;
+use super::pooled::{Home, Pooled};
 use super::shared::Shared;
 use crate::Manager;
 
@@ -46,33 +47,42 @@ impl WaitStart {
 }
 
 impl<M: Manager> Shared<M> {
-    /// A checkout succeeded: records how long it took, starts the guard's
-    /// use time with the same clock read, and writes the loan down for leak
-    /// detection (`leak.rs`) when that is on.
+    /// A checkout succeeded: makes the guard, records how long the
+    /// checkout took and starts the guard's use time with the same clock
+    /// read, and writes the loan down for leak detection (`leak.rs`) when
+    /// that is on. The guard is made here, in one piece, and moved once
+    /// (into `get()`'s output): the steps before pass the member's box.
     #[inline(always)]
-    pub(crate) fn lent<'p>(
+    pub(crate) fn lend<'p>(
         &self,
-        pooled: Pooled<'p, M>,
+        home: Home<'p, M>,
+        member: Member<M::Connection>,
         started: WaitStart,
         site: &'static std::panic::Location<'static>,
     ) -> Pooled<'p, M> {
+        let loan = if self.leaks.is_on() {
+            self.note_loan(member.id, site)
+        } else {
+            None
+        };
         #[cfg(feature = "metrics")]
-        let pooled = {
-            let mut pooled = pooled;
+        let lent_at = {
             let now = tokio::time::Instant::now();
             let waited = started
                 .at
                 .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
             self.metrics.waited(waited);
-            pooled.lent_at = Some(now);
-            pooled
+            Some(now)
         };
         #[cfg(not(feature = "metrics"))]
         let _ = started;
-        let mut pooled = pooled;
-        if self.leaks.is_on() {
-            self.note_loan(&mut pooled, site);
+        Pooled {
+            shared: home,
+            member: Some(member),
+            broken: false,
+            #[cfg(feature = "metrics")]
+            lent_at,
+            loan,
         }
-        pooled
     }
 }
