@@ -55,22 +55,24 @@ pub(crate) enum Next<C> {
 }
 
 /// How a checkout makes the guard's way home: a borrow of the pool (`get`)
-/// or a shared handle (`get_owned`).
-pub(crate) trait Lender<'p, M: Manager>: Copy + Send + Sync {
+/// or a shared handle (`get_owned`). `'s` is how long the pool itself is
+/// borrowed for: the checkout future keeps its queue place (`Waiting`) and
+/// its slow path, which both borrow the pool, next to the lender.
+pub(crate) trait Lender<'s, 'p, M: Manager>: Copy + Send + Sync + 's {
     fn home(self) -> Home<'p, M>;
     /// The pool it lends from: so a checkout's future holds the lender
     /// alone, not the lender and the pool.
-    fn shared(&self) -> &Shared<M>;
+    fn shared(self) -> &'s Shared<M>;
 }
 
-impl<'p, M: Manager> Lender<'p, M> for &'p Shared<M> {
+impl<'p, M: Manager> Lender<'p, 'p, M> for &'p Shared<M> {
     #[inline]
     fn home(self) -> Home<'p, M> {
         Home::Borrowed(self)
     }
 
     #[inline]
-    fn shared(&self) -> &Shared<M> {
+    fn shared(self) -> &'p Shared<M> {
         self
     }
 }
@@ -86,13 +88,13 @@ impl<M: Manager> Clone for Owned<'_, M> {
 
 impl<M: Manager> Copy for Owned<'_, M> {}
 
-impl<M: Manager> Lender<'static, M> for Owned<'_, M> {
+impl<'s, M: Manager> Lender<'s, 'static, M> for Owned<'s, M> {
     fn home(self) -> Home<'static, M> {
         Home::Owned(Arc::clone(self.0))
     }
 
     #[inline]
-    fn shared(&self) -> &Shared<M> {
+    fn shared(self) -> &'s Shared<M> {
         self.0
     }
 }

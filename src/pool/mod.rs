@@ -28,6 +28,7 @@ mod config;
 mod drain;
 mod driven;
 mod error;
+mod get;
 mod handoff;
 mod hooks;
 mod idle;
@@ -52,11 +53,8 @@ mod wait_clock;
 
 use std::future::Future;
 use std::panic::Location;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-
-use tracing::Instrument;
 
 pub use config::{BuildError, Config, IdleOrder, MAX_POOL_SIZE};
 pub use drain::DrainReport;
@@ -67,9 +65,9 @@ pub use hooks::{
 pub use pooled::{Pooled, PooledOwned};
 pub use status::{Counters, EvictReason, Evictions, ProbeRtt, Status};
 
-use checkout::{Fast, Queue, Waited};
+use checkout::Queue;
+use get::Checkout;
 use shared::Shared;
-use timing::WaitStart;
 
 use crate::Manager;
 
@@ -202,7 +200,7 @@ impl<M: Manager> Pool<M> {
     #[track_caller]
     pub fn get(&self) -> impl Future<Output = Result<Pooled<'_, M>, Error<M::Error>>> + Send + '_ {
         let shared: &Shared<M> = self.shared();
-        Self::checkout(shared, Queue::Wait, Location::caller())
+        Checkout::new(shared, Queue::Wait, Location::caller())
     }
 
     /// Like [`get`](Self::get), but the guard holds its own handle on the
@@ -230,7 +228,7 @@ impl<M: Manager> Pool<M> {
     pub fn get_owned(
         &self,
     ) -> impl Future<Output = Result<PooledOwned<M>, Error<M::Error>>> + Send + '_ {
-        Self::checkout(
+        Checkout::new(
             checkout::Owned(self.shared()),
             Queue::Wait,
             Location::caller(),
@@ -245,69 +243,7 @@ impl<M: Manager> Pool<M> {
         &self,
     ) -> impl Future<Output = Result<Pooled<'_, M>, Error<M::Error>>> + Send + '_ {
         let shared: &Shared<M> = self.shared();
-        Self::checkout(shared, Queue::Never, Location::caller())
-    }
-
-    /// The fast path inline (no span, no clock read, no timer, no box); a
-    /// plain wait behind other callers inline too, as it needs little state;
-    /// anything more (connect, probe, retry) boxed out of line. Each step is
-    /// decided in its own block so that nothing of it lives in this future's
-    /// state across the await. (With the `metrics` feature, a checkout
-    /// that waits reads the clock when it starts waiting and when it ends:
-    /// see `timing.rs`.)
-    async fn checkout<'p>(
-        lender: impl checkout::Lender<'p, M>,
-        queue: Queue,
-        site: &'static Location<'static>,
-    ) -> Result<Pooled<'p, M>, Error<M::Error>> {
-        let step = {
-            let shared = lender.shared();
-            match shared.checkout_fast(queue) {
-                Fast::Done(member) => {
-                    return Ok(shared.lend(lender.home(), member, WaitStart::AT_ONCE, site));
-                }
-                Fast::Fail(e) => return Err(e),
-                Fast::Queued(queued) => Ok(queued),
-                Fast::Slow(next, attempt) => Err(Self::slow(shared, queue, next, attempt)),
-            }
-        };
-        let started = WaitStart::now();
-        let slow = match step {
-            Err(slow) => slow,
-            Ok(queued) => {
-                let deadline = queued.deadline;
-                let received = lender.shared().wait(queued.rx).await;
-                let shared = lender.shared();
-                match shared.after_inline_wait(received, deadline) {
-                    Waited::Done(member) => {
-                        return Ok(shared.lend(lender.home(), member, started, site));
-                    }
-                    Waited::Fail(e) => return Err(e),
-                    Waited::Slow(next, attempt) => Self::slow(shared, queue, next, attempt),
-                }
-            }
-        };
-        slow.await
-            .map(|member| lender.shared().lend(lender.home(), member, started, site))
-    }
-
-    /// Probing, connecting and retrying (and any queueing they lead to),
-    /// inside a `checkout` span. Boxed: that state is large, and keeping it
-    /// out of line keeps the `get()` future small and cheap to move on the
-    /// fast path and on a first plain wait, which run with no span, no clock
-    /// read and no timer. The slow path awaits I/O anyway, next to which one
-    /// allocation is nothing.
-    fn slow<'a>(
-        shared: &'a Shared<M>,
-        queue: Queue,
-        next: Option<checkout::Next<M::Connection>>,
-        attempt: checkout::Attempt<M::Error>,
-    ) -> SlowCheckout<'a, M> {
-        Box::pin(
-            shared
-                .checkout_slow(queue, next, attempt)
-                .instrument(tracing::debug_span!("checkout", pool = %shared.config.name)),
-        )
+        Checkout::new(shared, Queue::Never, Location::caller())
     }
 
     /// A snapshot of counts and counters, taken under the pool's lock.
@@ -443,19 +379,6 @@ impl<M: Manager> Pool<M> {
         &self.shared().manager
     }
 }
-
-/// The slow path of a checkout, boxed (see `Pool::slow`).
-type SlowCheckout<'a, M> = Pin<
-    Box<
-        dyn Future<
-                Output = Result<
-                    member::Member<<M as Manager>::Connection>,
-                    Error<<M as Manager>::Error>,
-                >,
-            > + Send
-            + 'a,
-    >,
->;
 
 /// Sets a pool up; every setting has a default (see [`Config`]).
 ///
