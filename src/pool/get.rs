@@ -45,6 +45,12 @@ pub(crate) struct Checkout<'s, 'p, L, M: Manager> {
     _guard: std::marker::PhantomData<fn() -> Pooled<'p, M>>,
 }
 
+/// One enum for every stage, `Start` and `Finished` included. Keeping the
+/// stage in an `Option` (`None` before and after) and a flag for "begun"
+/// drops the call into this enum's drop glue when the future is dropped,
+/// 12 instructions per checkout fewer under callgrind, but measured slower
+/// in wall time (scenario A, pinned: 52.2 ns against 48.5 in the same five
+/// rounds), so it is not done.
 enum Stage<'s, M: Manager> {
     /// Not polled yet: the fast path runs on the first poll.
     Start,
