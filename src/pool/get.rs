@@ -113,6 +113,40 @@ where
             started,
         };
     }
+
+    /// Queued or on the slow path: polls the wait, then what it leads to.
+    #[inline(never)]
+    fn poll_later(&mut self, cx: &mut Context<'_>) -> Poll<Result<Pooled<'p, M>, Error<M::Error>>> {
+        loop {
+            match &mut self.stage {
+                Stage::Queued {
+                    waiting,
+                    deadline,
+                    started,
+                } => {
+                    let received = ready!(Pin::new(waiting).poll(cx));
+                    let (deadline, started) = (*deadline, *started);
+                    // The queue place is spent: dropped before the next
+                    // step, as the `async fn` dropped it.
+                    self.stage = Stage::Finished;
+                    match self.lender.shared().after_inline_wait(received, deadline) {
+                        Waited::Done(member) => return Poll::Ready(Ok(self.lend(member, started))),
+                        Waited::Fail(e) => return Poll::Ready(Err(e)),
+                        Waited::Slow(next, attempt) => self.go_slow(next, attempt, started),
+                    }
+                }
+                Stage::Slow { slow, started } => {
+                    let result = ready!(slow.as_mut().poll(cx));
+                    let started = *started;
+                    self.stage = Stage::Finished;
+                    return Poll::Ready(result.map(|member| self.lend(member, started)));
+                }
+                Stage::Start | Stage::Finished => {
+                    panic!("a checkout future polled after it completed")
+                }
+            }
+        }
+    }
 }
 
 // Every field is a reference, a `Copy` value, a queue place that is
@@ -154,46 +188,6 @@ where
             }
         }
         this.poll_later(cx)
-    }
-}
-
-impl<'s, 'p, L, M> Checkout<'s, 'p, L, M>
-where
-    L: Lender<'s, 'p, M>,
-    M: Manager,
-{
-    /// Queued or on the slow path: polls the wait, then what it leads to.
-    #[inline(never)]
-    fn poll_later(&mut self, cx: &mut Context<'_>) -> Poll<Result<Pooled<'p, M>, Error<M::Error>>> {
-        loop {
-            match &mut self.stage {
-                Stage::Queued {
-                    waiting,
-                    deadline,
-                    started,
-                } => {
-                    let received = ready!(Pin::new(waiting).poll(cx));
-                    let (deadline, started) = (*deadline, *started);
-                    // The queue place is spent: dropped before the next
-                    // step, as the `async fn` dropped it.
-                    self.stage = Stage::Finished;
-                    match self.lender.shared().after_inline_wait(received, deadline) {
-                        Waited::Done(member) => return Poll::Ready(Ok(self.lend(member, started))),
-                        Waited::Fail(e) => return Poll::Ready(Err(e)),
-                        Waited::Slow(next, attempt) => self.go_slow(next, attempt, started),
-                    }
-                }
-                Stage::Slow { slow, started } => {
-                    let result = ready!(slow.as_mut().poll(cx));
-                    let started = *started;
-                    self.stage = Stage::Finished;
-                    return Poll::Ready(result.map(|member| self.lend(member, started)));
-                }
-                Stage::Start | Stage::Finished => {
-                    panic!("a checkout future polled after it completed")
-                }
-            }
-        }
     }
 }
 
